@@ -1,0 +1,461 @@
+"""TOML configuration → validated, immutable objects (SPEC §2).
+
+Every check happens here, at ``configure()``: an error names the source, the key path,
+the value and what is allowed, and no span is ever written under a half-valid config.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from ._errors import ConfigError
+from ._fields import FIELD_HELP, field_getter, format_placeholders
+from ._units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "Config",
+    "ConfigSource",
+    "ConnectionConfig",
+    "SampleConfig",
+    "SampleRule",
+    "SettingReader",
+    "load_config",
+]
+
+ConfigSource = Union[str, os.PathLike, Mapping[str, Any], None]
+
+ENV_CONFIG = "INFRATRACE_CONFIG"
+DEFAULT_FORMAT = "%time% [%status%] %name% trace=%traceId% span=%spanId% cost=%costMs%ms"
+DEFAULT_BUFFER = 1024
+DEFAULT_TIMEOUT = 0.2
+CONNECTION_KEYS = ("driver", "json", "sample", "buffer", "timeout", "format", "flag", "fields", "setting")
+SAMPLE_KEYS = ("rate", "sample", "error", "key", "rules")
+SAMPLE_HASH_KEYS = ("trace_id", "span_id", "trace_span")
+RULE_KEYS = ("name", "sample", "rate", "attrs")
+RESOURCE_KEYS = ("service", "project", "profile", "role", "node", "attributes")
+
+
+@dataclass(frozen=True)
+class SampleRule:
+    name: str
+    ratio: float
+    attrs: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    rate: float = 1.0
+    error: bool = True
+    key: str = "trace_id"
+    rules: tuple[SampleRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    """One ``[trace.<name>]`` connection, validated. ``setting`` is passed to the
+    driver untouched; drivers read it through :class:`SettingReader`."""
+
+    name: str
+    driver: str = "default"
+    json: bool = False
+    format: str = DEFAULT_FORMAT
+    flag: str = ""
+    fields: tuple[str, ...] | Mapping[str, str] | None = None
+    buffer: int = DEFAULT_BUFFER
+    timeout: float = DEFAULT_TIMEOUT
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    setting: Mapping[str, Any] = field(default_factory=dict)
+    resource: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "<defaults>"
+    path: str = "trace"  # where it stands in the TOML: "trace" or "trace.<name>"
+
+    def setting_reader(self) -> SettingReader:
+        return SettingReader(self.setting, f"{self.path}.setting", self.source)
+
+
+@dataclass(frozen=True)
+class Config:
+    connections: tuple[ConnectionConfig, ...]
+    resource: Mapping[str, Any]
+    source: str
+
+
+class SettingReader:
+    """Typed, validated access to a driver's ``setting`` table.
+
+    Each getter takes the key and its aliases; a wrong type raises :class:`ConfigError`
+    naming ``trace.<conn>.setting.<key>``. Call :meth:`reject_unknown` last so a typo
+    in a key is reported instead of silently ignored."""
+
+    def __init__(self, setting: Mapping[str, Any], prefix: str, source: str) -> None:
+        self._setting = setting
+        self._prefix = prefix
+        self._source = source
+        self._used: set[str] = set()
+
+    def _find(self, names: Sequence[str]) -> tuple[str, Any] | None:
+        for name in names:
+            self._used.add(name)
+        for name in names:
+            if name in self._setting:
+                return name, self._setting[name]
+        return None
+
+    def error(self, key: str, value: Any, expected: str) -> ConfigError:
+        return ConfigError(f"{self._prefix}.{key}", value, expected, self._source)
+
+    def has(self, *names: str) -> bool:
+        return any(name in self._setting for name in names)
+
+    def str(self, *names: str, default: str = "") -> str:
+        found = self._find(names)
+        if found is None:
+            return default
+        key, value = found
+        if not isinstance(value, str):
+            raise self.error(key, value, "expected a string")
+        return value
+
+    def bool(self, *names: str, default: bool = False) -> bool:
+        found = self._find(names)
+        if found is None:
+            return default
+        key, value = found
+        if not isinstance(value, bool):
+            raise self.error(key, value, "expected true or false")
+        return value
+
+    def int(self, *names: str, default: int = 0, minimum: int = 0) -> int:
+        found = self._find(names)
+        if found is None:
+            return default
+        key, value = found
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.error(key, value, f"expected a whole number >= {minimum}")
+        return value
+
+    def number(self, *names: str, default: float = 0.0, minimum: float = 0.0) -> float:
+        found = self._find(names)
+        if found is None:
+            return default
+        key, value = found
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            raise self.error(key, value, f"expected a number >= {minimum}")
+        return float(value)
+
+    def duration(self, *names: str, default: float = 0.0) -> float:
+        found = self._find(names)
+        if found is None:
+            return default
+        key, value = found
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise self.error(key, value, f"expected {DURATION_HELP}") from None
+
+    def size(self, *names: str, default: int = 0) -> int:
+        found = self._find(names)
+        if found is None:
+            return default
+        key, value = found
+        try:
+            return parse_size(value)
+        except ValueError:
+            raise self.error(key, value, f"expected {SIZE_HELP}") from None
+
+    def choice(self, *names: str, choices: Sequence[str], default: str) -> str:
+        found = self._find(names)
+        if found is None:
+            return default
+        key, value = found
+        if value not in choices:
+            raise self.error(key, value, "expected one of " + ", ".join(repr(c) for c in choices))
+        return str(value)
+
+    def table(self, *names: str) -> dict[str, Any]:
+        found = self._find(names)
+        if found is None:
+            return {}
+        key, value = found
+        if not isinstance(value, Mapping):
+            raise self.error(key, value, "expected a table")
+        return dict(value)
+
+    def reject_unknown(self) -> None:
+        for key in self._setting:
+            if key not in self._used:
+                valid = ", ".join(sorted(self._used))
+                raise self.error(key, self._setting[key], f"unknown key; valid keys: {valid}")
+
+
+# -- loading ------------------------------------------------------------------------
+
+
+def _read_document(source: ConfigSource) -> tuple[Mapping[str, Any], str]:
+    if source is None:
+        env = os.environ.get(ENV_CONFIG, "").strip()
+        if not env:
+            return {}, "<defaults>"
+        source = Path(env)
+        if not source.is_file():
+            raise ConfigError(ENV_CONFIG, env, "expected the path of a readable TOML file", "environment")
+    if isinstance(source, Mapping):
+        return source, "<mapping>"
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and _looks_like_path(source)):
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("<file>", str(path), f"cannot be read ({exc.strerror or exc})") from None
+        return _parse_toml(text, str(path)), str(path)
+    if isinstance(source, str):
+        return _parse_toml(source, "<string>"), "<string>"
+    raise ConfigError(
+        "<source>", source, "expected a TOML file path, a TOML string or a mapping", "configure()"
+    )
+
+
+def _looks_like_path(text: str) -> bool:
+    return "\n" not in text and "=" not in text and "[" not in text and bool(text.strip())
+
+
+def _parse_toml(text: str, source: str) -> Mapping[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<toml>", text if len(text) < 80 else text[:77] + "...", f"not valid TOML: {exc}", source) from None
+
+
+def load_config(source: ConfigSource = None) -> Config:
+    """Read and validate a configuration: a TOML file path, a TOML string, a parsed
+    mapping (``{"trace": {...}, "infratrace": {...}}``), or — with ``None`` — the file
+    named by ``$INFRATRACE_CONFIG`` (defaults when unset). Keys outside ``[trace]`` and
+    ``[infratrace]`` are ignored, so an application's own config file can be used."""
+    document, origin = _read_document(source)
+    try:
+        return _build(document, origin)
+    except ConfigError as exc:
+        raise exc.with_source(origin) from None
+
+
+def _build(document: Mapping[str, Any], origin: str) -> Config:
+    resource = _resource(document.get("infratrace"), origin)
+    trace = document.get("trace")
+    if trace is None:
+        trace = {}
+    if not isinstance(trace, Mapping):
+        raise ConfigError("trace", trace, "expected a table ([trace])")
+    top: dict[str, Any] = {}
+    named: dict[str, Mapping[str, Any]] = {}
+    for key, value in trace.items():
+        if key in CONNECTION_KEYS:
+            top[key] = value
+        elif isinstance(value, Mapping):
+            named[key] = value
+        else:
+            raise ConfigError(
+                f"trace.{key}",
+                value,
+                "unknown key; a connection is a table ([trace.<name>]) and the keys of one are "
+                + ", ".join(CONNECTION_KEYS),
+            )
+    connections: list[ConnectionConfig] = []
+    if top or not named:
+        if "default" in named:
+            raise ConfigError(
+                "trace.default",
+                dict(named["default"]),
+                "keys directly under [trace] already form the connection named 'default'; "
+                "move them into [trace.default] or rename the table",
+            )
+        connections.append(_connection("default", top, "trace", origin, resource))
+    for name, table in named.items():
+        connections.append(_connection(name, table, f"trace.{name}", origin, resource))
+    return Config(tuple(connections), resource, origin)
+
+
+def _connection(
+    name: str, table: Mapping[str, Any], prefix: str, origin: str, resource: Mapping[str, Any]
+) -> ConnectionConfig:
+    for key in table:
+        if key not in CONNECTION_KEYS:
+            raise ConfigError(f"{prefix}.{key}", table[key], "unknown key; valid keys: " + ", ".join(CONNECTION_KEYS))
+    driver = table.get("driver", "default")
+    if not isinstance(driver, str) or not driver:
+        raise ConfigError(f"{prefix}.driver", driver, "expected a driver name (a string)")
+    json_ = table.get("json", False)
+    if not isinstance(json_, bool):
+        raise ConfigError(f"{prefix}.json", json_, "expected true or false")
+    flag = table.get("flag", "")
+    if not isinstance(flag, str):
+        raise ConfigError(f"{prefix}.flag", flag, "expected a string")
+    fmt = table.get("format", DEFAULT_FORMAT)
+    if not isinstance(fmt, str):
+        raise ConfigError(f"{prefix}.format", fmt, "expected a string with %field% placeholders")
+    for placeholder in format_placeholders(fmt):
+        if field_getter(placeholder) is None:
+            raise ConfigError(f"{prefix}.format", fmt, f"unknown placeholder %{placeholder}%; expected {FIELD_HELP}")
+    buffer = table.get("buffer", DEFAULT_BUFFER)
+    if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+        raise ConfigError(f"{prefix}.buffer", buffer, "expected a whole number of spans >= 1")
+    timeout = _duration(table, "timeout", prefix, DEFAULT_TIMEOUT)
+    if timeout <= 0:
+        raise ConfigError(f"{prefix}.timeout", table.get("timeout"), f"expected a positive duration: {DURATION_HELP}")
+    setting = table.get("setting", {})
+    if not isinstance(setting, Mapping):
+        raise ConfigError(f"{prefix}.setting", setting, "expected a table of driver options")
+    return ConnectionConfig(
+        name=name,
+        driver=driver,
+        json=json_,
+        format=fmt,
+        flag=flag,
+        fields=_fields(table.get("fields"), f"{prefix}.fields"),
+        buffer=buffer,
+        timeout=timeout,
+        sample=_sample(table.get("sample", 1.0), f"{prefix}.sample"),
+        setting=dict(setting),
+        resource=resource,
+        source=origin,
+        path=prefix,
+    )
+
+
+def _duration(table: Mapping[str, Any], key: str, prefix: str, default: float) -> float:
+    if key not in table:
+        return default
+    try:
+        return parse_duration(table[key])
+    except ValueError:
+        raise ConfigError(f"{prefix}.{key}", table[key], f"expected {DURATION_HELP}") from None
+
+
+def _fields(value: Any, key: str) -> tuple[str, ...] | dict[str, str] | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        out: dict[str, str] = {}
+        for src, dst in value.items():
+            if field_getter(src) is None:
+                raise ConfigError(f"{key}.{src}", dst, f"unknown field {src!r}; expected {FIELD_HELP}")
+            if not isinstance(dst, str) or not dst:
+                raise ConfigError(f"{key}.{src}", dst, "expected the new name of the field (a non-empty string)")
+            out[src] = dst
+        return out
+    if isinstance(value, (list, tuple)):
+        for index, name in enumerate(value):
+            if not isinstance(name, str) or field_getter(name) is None:
+                raise ConfigError(f"{key}[{index}]", name, f"unknown field; expected {FIELD_HELP}")
+        if not value:
+            raise ConfigError(key, value, "expected at least one field name")
+        return tuple(value)
+    raise ConfigError(key, value, "expected a list of field names or a table of renames { old = \"new\" }")
+
+
+def _ratio(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(key, value, "expected a number between 0 and 1")
+    if value != value:  # NaN
+        raise ConfigError(key, value, "expected a number between 0 and 1")
+    return min(1.0, max(0.0, float(value)))
+
+
+def _sample(value: Any, key: str) -> SampleConfig:
+    if not isinstance(value, Mapping):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(key, value, "expected a number between 0 and 1 or a table with rate/error/key/rules")
+        return SampleConfig(rate=_ratio(value, key))
+    for sub in value:
+        if sub not in SAMPLE_KEYS:
+            raise ConfigError(f"{key}.{sub}", value[sub], "unknown key; valid keys: " + ", ".join(SAMPLE_KEYS))
+    if "rate" in value and "sample" in value:
+        raise ConfigError(f"{key}.sample", value["sample"], "'sample' is an alias of 'rate'; set only one")
+    rate_key = "rate" if "rate" in value else "sample"
+    rate = _ratio(value.get(rate_key, 1.0), f"{key}.{rate_key}")
+    error = value.get("error", True)
+    if not isinstance(error, bool):
+        raise ConfigError(f"{key}.error", error, "expected true or false")
+    hash_key = value.get("key", "trace_id")
+    if hash_key not in SAMPLE_HASH_KEYS:
+        raise ConfigError(f"{key}.key", hash_key, "expected one of " + ", ".join(SAMPLE_HASH_KEYS))
+    rules_value = value.get("rules", [])
+    if not isinstance(rules_value, (list, tuple)):
+        raise ConfigError(f"{key}.rules", rules_value, "expected a list of tables { name = ..., sample = ... }")
+    rules = tuple(_rule(rule, f"{key}.rules[{i}]") for i, rule in enumerate(rules_value))
+    return SampleConfig(rate=rate, error=error, key=hash_key, rules=rules)
+
+
+def _rule(rule: Any, key: str) -> SampleRule:
+    if not isinstance(rule, Mapping):
+        raise ConfigError(key, rule, "expected a table { name = \"http:*\", sample = 0.1, attrs = { ... } }")
+    for sub in rule:
+        if sub not in RULE_KEYS:
+            raise ConfigError(f"{key}.{sub}", rule[sub], "unknown key; valid keys: " + ", ".join(RULE_KEYS))
+    name = rule.get("name", "")
+    if not isinstance(name, str):
+        raise ConfigError(f"{key}.name", name, "expected a span name, or a prefix ending in '*'")
+    if "sample" not in rule and "rate" not in rule:
+        raise ConfigError(f"{key}.sample", None, "a rule needs a sample ratio between 0 and 1")
+    ratio_key = "sample" if "sample" in rule else "rate"
+    ratio = _ratio(rule[ratio_key], f"{key}.{ratio_key}")
+    attrs = rule.get("attrs", {})
+    if not isinstance(attrs, Mapping):
+        raise ConfigError(f"{key}.attrs", attrs, "expected a table of attribute = value")
+    return SampleRule(name, ratio, tuple((str(k), _attr_text(v)) for k, v in attrs.items()))
+
+
+def _attr_text(value: Any) -> str:
+    """Attribute comparison is on strings; TOML true must equal Python True."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _resource(table: Any, origin: str) -> dict[str, Any]:
+    if table is None:
+        table = {}
+    if not isinstance(table, Mapping):
+        raise ConfigError("infratrace", table, "expected a table ([infratrace]) with " + ", ".join(RESOURCE_KEYS))
+    for key, value in table.items():
+        if key not in RESOURCE_KEYS:
+            raise ConfigError(f"infratrace.{key}", value, "unknown key; valid keys: " + ", ".join(RESOURCE_KEYS))
+        if key != "attributes" and not isinstance(value, str):
+            raise ConfigError(f"infratrace.{key}", value, "expected a string")
+    extra = table.get("attributes", {})
+    if not isinstance(extra, Mapping):
+        raise ConfigError("infratrace.attributes", extra, "expected a table of resource attributes")
+    service = (
+        table.get("service")
+        or os.environ.get("OTEL_SERVICE_NAME", "")
+        or table.get("project")
+        or _program_name()
+    )
+    resource: dict[str, Any] = dict(extra)
+    resource.update(
+        {
+            "service.name": service,
+            "project": table.get("project") or service,
+            "profile": table.get("profile") or os.environ.get("INFRATRACE_PROFILE", "") or "default",
+            "node": table.get("node") or socket.gethostname(),
+        }
+    )
+    if table.get("role"):
+        resource["role"] = table["role"]
+    return resource
+
+
+def _program_name() -> str:
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    name = Path(argv0).stem if argv0 and argv0 != "-c" else ""
+    return name or "python"

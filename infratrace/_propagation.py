@@ -1,0 +1,100 @@
+"""W3C Trace Context: ``traceparent`` / ``tracestate`` into and out of header carriers.
+
+https://www.w3.org/TR/trace-context/ — an invalid ``traceparent`` is ignored (a new
+trace starts); an invalid ``tracestate`` is dropped while the ``traceparent`` is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+from ._span import NonRecordingSpan, Span, SpanContext, current_span
+
+__all__ = ["extract", "format_traceparent", "inject", "parse_traceparent"]
+
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_TRACESTATE_MEMBER = re.compile(
+    r"[a-z0-9][a-z0-9_\-*/]{0,255}(@[a-z][a-z0-9_\-*/]{0,13})?=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+)
+MAX_TRACESTATE_MEMBERS = 32
+
+
+def parse_traceparent(value: str, tracestate: str = "") -> SpanContext | None:
+    """Parse one ``traceparent`` value; ``None`` when it is not valid."""
+    value = value.strip()
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None:
+        return None
+    version, trace_hex, span_hex, flags_hex, rest = match.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None
+    trace_id = int(trace_hex, 16)
+    span_id = int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    return SpanContext(trace_id, span_id, int(flags_hex, 16) & 0xFF, _clean_tracestate(tracestate))
+
+
+def format_traceparent(context: Span | NonRecordingSpan | SpanContext) -> str:
+    return f"00-{context._tid:032x}-{context._sid:016x}-{context.flags & 0xFF:02x}"
+
+
+def _clean_tracestate(value: str) -> str:
+    if not value:
+        return ""
+    members = [m.strip() for m in value.split(",") if m.strip()]
+    if len(members) > MAX_TRACESTATE_MEMBERS:
+        return ""
+    for member in members:
+        if not _TRACESTATE_MEMBER.fullmatch(member):
+            return ""
+    return ",".join(members)
+
+
+def _lookup(carrier: Mapping[str, Any], name: str) -> str:
+    value = carrier.get(name)
+    if value is None:
+        for key, candidate in carrier.items():
+            if isinstance(key, str) and key.lower() == name:
+                value = candidate
+                break
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if isinstance(value, (list, tuple)):
+        value = ",".join(str(v) for v in value)
+    return value if isinstance(value, str) else ""
+
+
+def extract(
+    carrier: Mapping[str, Any],
+    getter: Callable[[Mapping[str, Any], str], str] | None = None,
+) -> SpanContext | None:
+    """Read ``traceparent``/``tracestate`` from a header mapping (keys matched without
+    regard to case). Returns the remote :class:`SpanContext`, or ``None`` when there is
+    none or it is malformed. ``getter(carrier, name)`` overrides the lookup."""
+    try:
+        get = getter or _lookup
+        traceparent = get(carrier, "traceparent")
+        if not traceparent:
+            return None
+        return parse_traceparent(traceparent, get(carrier, "tracestate") or "")
+    except Exception:
+        return None
+
+
+def inject(
+    carrier: MutableMapping[str, Any],
+    span: Span | NonRecordingSpan | SpanContext | None = None,
+) -> MutableMapping[str, Any]:
+    """Write ``traceparent`` (and ``tracestate`` when there is one) of ``span`` —
+    the current span by default — into ``carrier``; returns the carrier. Existing
+    values are overwritten. Nothing is written when there is no span."""
+    context = span if span is not None else current_span()
+    if context is None:
+        return carrier
+    carrier["traceparent"] = format_traceparent(context)
+    if context.tracestate:
+        carrier["tracestate"] = context.tracestate
+    return carrier

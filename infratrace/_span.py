@@ -1,0 +1,453 @@
+"""The span: one timed unit of work, its ids, status and the current-span context.
+
+This is the hot path of the whole library. A span keeps integers and a monotonic
+timestamp while it runs; hex ids, wall-clock times and formatting are produced later by
+the background pipeline, so ``begin`` + ``end`` cost about a microsecond.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from contextvars import ContextVar, Token
+from random import getrandbits
+from types import TracebackType
+from collections.abc import Callable
+from typing import Any, Literal, Union
+
+__all__ = [
+    "KINDS",
+    "NonRecordingSpan",
+    "Span",
+    "SpanContext",
+    "current_span",
+]
+
+INTERNAL = "internal"
+SERVER = "server"
+CLIENT = "client"
+PRODUCER = "producer"
+CONSUMER = "consumer"
+KINDS = (INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER)
+
+Status = Literal["ok", "error"]
+STATUS_OK: Status = "ok"
+STATUS_ERROR: Status = "error"
+
+_perf_ns = time.perf_counter_ns
+
+# Wall clock = monotonic clock + offset. One clock read per timestamp; the pipeline
+# refreshes the offset (see refresh_clock_offset) so NTP steps are followed.
+_clock_offset_ns: int = time.time_ns() - time.perf_counter_ns()
+
+
+def refresh_clock_offset() -> None:
+    global _clock_offset_ns
+    _clock_offset_ns = time.time_ns() - time.perf_counter_ns()
+
+
+def wall_ns(perf_ns: int) -> int:
+    """Convert a ``perf_counter_ns`` reading into Unix nanoseconds."""
+    return perf_ns + _clock_offset_ns
+
+
+class SpanContext:
+    """The identity of a span that lives elsewhere (another process, a message header).
+
+    Produced by :func:`infratrace.extract`; pass it as ``parent=`` to continue a trace.
+    """
+
+    __slots__ = ("_tid", "_sid", "_ctx", "is_remote")
+
+    def __init__(
+        self,
+        trace_id: int,
+        span_id: int,
+        flags: int = 1,
+        tracestate: str = "",
+        is_remote: bool = True,
+    ) -> None:
+        self._tid = trace_id
+        self._sid = span_id
+        # Shared with child spans as is: None is the common case (sampled, no state).
+        self._ctx: tuple[int, str] | None = None if (flags == 1 and not tracestate) else (flags, tracestate)
+        self.is_remote = is_remote
+
+    @property
+    def flags(self) -> int:
+        return 1 if self._ctx is None else self._ctx[0]
+
+    @property
+    def tracestate(self) -> str:
+        return "" if self._ctx is None else self._ctx[1]
+
+    @property
+    def trace_id(self) -> str:
+        return f"{self._tid:032x}"
+
+    @property
+    def span_id(self) -> str:
+        return f"{self._sid:016x}"
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.flags & 1)
+
+    def __repr__(self) -> str:
+        return f"SpanContext(trace_id={self.trace_id}, span_id={self.span_id}, flags={self.flags:02x})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, SpanContext)
+            and (self._tid, self._sid, self.flags, self.tracestate)
+            == (other._tid, other._sid, other.flags, other.tracestate)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._tid, self._sid))
+
+
+Parent = Union["Span", "NonRecordingSpan", SpanContext]
+
+_current: ContextVar[Span | NonRecordingSpan | None] = ContextVar(
+    "infratrace_current_span", default=None
+)
+
+
+def current_span() -> Span | NonRecordingSpan | None:
+    """The span that new spans in this thread / asyncio task become children of."""
+    return _current.get()
+
+
+def _discard(span: Span) -> None:  # until a tracer installs its sink
+    pass
+
+
+# Where ended spans go: the default tracer points this at its pipeline's submit().
+_sink: Callable[[Span], None] = _discard
+
+
+def set_sink(sink: Callable[[Span], None]) -> None:
+    global _sink
+    _sink = sink
+
+
+class Span:
+    """A span that is being recorded. Use as a context manager (sync or async) or end
+    it with :meth:`end`. It is the current span from :func:`infratrace.begin` until it
+    ends, so spans begun meanwhile in the same context become its children."""
+
+    # Few slots, lazily filled: each assignment on begin() costs ~15 ns.
+    __slots__ = (
+        "name",
+        "kind",
+        "attributes",
+        "_tid",
+        "_sid",
+        "_pid",
+        "_t0",
+        "_t1",
+        "_token",
+        "_status",  # None (ok, no message) or (status, code, message)
+        "_events",  # None or [(name, unix_ns, attributes)]
+        "_ctx",  # None (flags 01, no tracestate) or (flags, tracestate) from the parent
+    )
+
+    def __init__(
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        kind: str,
+        parent: Parent | None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.attributes = attributes
+        self._sid = getrandbits(64) or 1
+        if parent is None:
+            self._tid = getrandbits(128) or 1
+            self._pid = 0
+            self._ctx = None
+        else:
+            self._tid = parent._tid
+            self._pid = parent._sid
+            self._ctx = parent._ctx
+        self._status: tuple[Status, int, str] | None = None
+        self._events: list[tuple[str, int, dict[str, Any]]] | None = None
+        self._token: Token[Span | NonRecordingSpan | None] | None = None
+        self._t1 = 0
+        self._t0 = _perf_ns()
+
+    # -- identity -----------------------------------------------------------------
+    @property
+    def trace_id(self) -> str:
+        return f"{self._tid:032x}"
+
+    @property
+    def span_id(self) -> str:
+        return f"{self._sid:016x}"
+
+    @property
+    def parent_span_id(self) -> str:
+        return f"{self._pid:016x}" if self._pid else ""
+
+    @property
+    def flags(self) -> int:
+        return 1 if self._ctx is None else self._ctx[0]
+
+    @property
+    def tracestate(self) -> str:
+        return "" if self._ctx is None else self._ctx[1]
+
+    @property
+    def context(self) -> SpanContext:
+        return SpanContext(self._tid, self._sid, self.flags, self.tracestate, False)
+
+    @property
+    def is_recording(self) -> bool:
+        return not self._t1
+
+    @property
+    def ended(self) -> bool:
+        return bool(self._t1)
+
+    # -- status -------------------------------------------------------------------
+    @property
+    def status(self) -> Status:
+        return STATUS_OK if self._status is None else self._status[0]
+
+    @property
+    def status_code(self) -> int:
+        return 0 if self._status is None else self._status[1]
+
+    @property
+    def status_message(self) -> str:
+        return "" if self._status is None else self._status[2]
+
+    @property
+    def events(self) -> list[tuple[str, int, dict[str, Any]]]:
+        return self._events or []
+
+    # -- times (Unix nanoseconds) ---------------------------------------------------
+    @property
+    def start_time_unix_nano(self) -> int:
+        return self._t0 + _clock_offset_ns
+
+    @property
+    def end_time_unix_nano(self) -> int:
+        return (self._t1 or _perf_ns()) + _clock_offset_ns
+
+    @property
+    def duration_ns(self) -> int:
+        return (self._t1 or _perf_ns()) - self._t0
+
+    # -- mutation -----------------------------------------------------------------
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        self.attributes.update(attributes)
+
+    def set_status(self, status: str, message: str | None = None, code: int | None = None) -> None:
+        """Set ``status`` ("ok" or "error"), with an optional message and code (an
+        error without a code gets code 1)."""
+        new: Status = STATUS_ERROR if status == STATUS_ERROR else STATUS_OK
+        old_code, old_message = self.status_code, self.status_message
+        if code is None:
+            code = old_code if old_code else (1 if new == STATUS_ERROR else 0)
+        self._status = (new, int(code), old_message if message is None else str(message))
+
+    def add_event(self, name: str, attributes: dict[str, Any] | None = None) -> None:
+        if self._events is None:
+            self._events = []
+        self._events.append((name, _perf_ns() + _clock_offset_ns, attributes or {}))
+
+    def record_exception(self, exc: BaseException, *, set_status: bool = True) -> None:
+        """Add an ``exception`` event (type, message, stack trace) and mark the span
+        as an error unless ``set_status=False``."""
+        try:
+            stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        except Exception:  # a broken __str__ must not break tracing
+            stack = ""
+        etype = type(exc).__qualname__
+        module = type(exc).__module__
+        if module and module != "builtins":
+            etype = f"{module}.{etype}"
+        message = _safe_str(exc)
+        self.add_event(
+            "exception",
+            {
+                "exception.type": etype,
+                "exception.message": message,
+                "exception.stacktrace": stack,
+            },
+        )
+        if set_status:
+            self.set_status(STATUS_ERROR, f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
+
+    def end(
+        self,
+        result: BaseException | str | None = None,
+        *,
+        status: str | None = None,
+        code: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        """End the span. ``result``: nothing (keep the status, ``ok`` by default), an
+        exception (``error`` with its message) or a status string; ``status``/``code``/
+        ``message`` set the status explicitly. Ending twice does nothing."""
+        if self._t1:
+            return
+        self._t1 = _perf_ns()
+        if result is not None or status is not None or code is not None or message is not None:
+            self._apply_result(result, status, code, message)
+        token = self._token
+        if token is not None:
+            try:
+                _current.reset(token)
+            except ValueError:
+                # Ended in another context (e.g. another asyncio task): only undo
+                # what this span did to that context.
+                if _current.get() is self:
+                    old = token.old_value
+                    _current.set(None if old is Token.MISSING else old)
+        _sink(self)
+
+    def _apply_result(
+        self,
+        result: BaseException | str | None,
+        status: str | None,
+        code: int | None,
+        message: str | None,
+    ) -> None:
+        try:
+            if isinstance(result, BaseException):
+                self.record_exception(result)
+            elif isinstance(result, str):
+                self.set_status(result)
+            if status is not None or code is not None or message is not None:
+                self.set_status(status or self.status, message, code)
+        except Exception:
+            pass
+
+    # -- context manager ----------------------------------------------------------
+    def __enter__(self) -> Span:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end(exc)
+
+    async def __aenter__(self) -> Span:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end(exc)
+
+    def __repr__(self) -> str:
+        state = "ended" if self._t1 else "recording"
+        return f"<Span {self.name!r} trace={self.trace_id} span={self.span_id} {self.kind} {state}>"
+
+
+class NonRecordingSpan:
+    """A span that writes nothing but keeps its trace identity, so children and
+    propagated headers stay in the right trace. Returned when a span is not recorded
+    (per-request span budget exhausted, tracing shut down, a failing custom hook)."""
+
+    __slots__ = ("name", "_tid", "_sid", "_pid", "_ctx", "_token", "_ended")
+
+    kind = INTERNAL
+    status: Status = STATUS_OK
+    is_recording = False
+
+    def __init__(self, name: str, parent: Parent | None, *, make_current: bool = True) -> None:
+        self.name = name
+        self._sid = getrandbits(64) or 1
+        if parent is None:
+            self._tid = getrandbits(128) or 1
+            self._pid = 0
+            self._ctx: tuple[int, str] | None = None
+        else:
+            self._tid = parent._tid
+            self._pid = parent._sid
+            self._ctx = parent._ctx
+        self._ended = False
+        self._token = _current.set(self) if make_current else None
+
+    trace_id = Span.trace_id
+    span_id = Span.span_id
+    parent_span_id = Span.parent_span_id
+    flags = Span.flags
+    tracestate = Span.tracestate
+    context = Span.context
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        pass
+
+    def set_status(self, status: str, message: str | None = None, code: int | None = None) -> None:
+        pass
+
+    def add_event(self, name: str, attributes: dict[str, Any] | None = None) -> None:
+        pass
+
+    def record_exception(self, exc: BaseException, *, set_status: bool = True) -> None:
+        pass
+
+    def end(
+        self,
+        result: BaseException | str | None = None,
+        *,
+        status: str | None = None,
+        code: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        token = self._token
+        if token is not None:
+            self._token = None
+            try:
+                _current.reset(token)
+            except ValueError:
+                if _current.get() is self:
+                    old = token.old_value
+                    _current.set(None if old is Token.MISSING else old)
+
+    def __enter__(self) -> NonRecordingSpan:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.end()
+
+    async def __aenter__(self) -> NonRecordingSpan:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.end()
+
+    def __repr__(self) -> str:
+        return f"<NonRecordingSpan {self.name!r} trace={self.trace_id} span={self.span_id}>"
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"

@@ -1,0 +1,333 @@
+"""The tracer behind the public functions, and the replaceable hook (SPEC §3).
+
+``infratrace.begin()`` & co. call whatever :data:`TraceHook` is installed; the default
+is :class:`Tracer`, which owns the pipeline. A third party can install its own hook
+with :func:`set_hook` (the original calls this ``TraceHook``)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from ._config import Config, ConfigSource, load_config
+from ._errors import ConfigError
+from ._pipeline import Pipeline
+from ._registry import Driver, get_driver_factory
+from . import _span
+from ._span import (
+    CLIENT,
+    CONSUMER,
+    INTERNAL,
+    KINDS,
+    PRODUCER,
+    SERVER,
+    STATUS_ERROR,
+    NonRecordingSpan,
+    Parent,
+    Span,
+    _current,
+)
+
+__all__ = ["TraceHook", "Tracer", "get_hook", "set_hook", "trace_attrs"]
+
+ENTRY_KINDS = ("method", "service", "trigger", "http", "web", "event", "queue", "cron")
+# SPEC §3: the span kind an entry kind implies when none is given.
+_DEFAULT_SPAN_KIND = {
+    "http": SERVER,
+    "web": SERVER,
+    "queue": PRODUCER,
+    "server": SERVER,
+    "client": CLIENT,
+    "producer": PRODUCER,
+    "consumer": CONSUMER,
+    "internal": INTERNAL,
+}
+_KIND_SET = frozenset(KINDS)
+
+
+def trace_attrs(
+    service: str,
+    kind: str,
+    target: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The unified attribute builder: ``{"service", "kind", "target"}`` plus ``extra``
+    (e.g. ``module``, ``operation``). ``kind`` is an entry kind (``method service
+    trigger http web event queue cron``) or an OTel span kind (``internal server client
+    producer consumer``) — either sets the span kind when passed to ``begin``. Any other
+    kind becomes ``custom`` with ``target`` = that kind; an empty target is ``unknown``."""
+    text = str(kind).strip().lower() if kind else ""
+    if text not in ENTRY_KINDS and text not in _KIND_SET:
+        if text:
+            target = str(kind)
+        text = "custom"
+    attrs: dict[str, Any] = dict(extra) if extra else {}
+    attrs["service"] = service
+    attrs["kind"] = text
+    attrs["target"] = target or "unknown"
+    return attrs
+
+
+@runtime_checkable
+class TraceHook(Protocol):
+    """What a replacement tracer implements. Spans it returns need ``end()``,
+    ``set_attribute()``, ``set_status()``, ``record_exception()``, the context-manager
+    protocols, and ``_tid``/``_sid``/``flags``/``tracestate`` for propagation."""
+
+    def begin(
+        self,
+        name: str,
+        attrs: Mapping[str, Any] | None = None,
+        *,
+        kind: str | None = None,
+        parent: Parent | None = None,
+    ) -> Any: ...
+
+    def start_span(
+        self,
+        name: str,
+        attrs: Mapping[str, Any] | None = None,
+        *,
+        kind: str | None = None,
+        parent: Parent | None = None,
+    ) -> Any: ...
+
+    def trace(self, name: str, attrs: Mapping[str, Any] | None = None) -> Any: ...
+
+    def current_span(self) -> Any: ...
+
+    def configure(self, config: Config) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def force_flush(self, timeout: float | None = None) -> bool: ...
+
+    def shutdown(self, timeout: float | None = None) -> bool: ...
+
+
+class Tracer:
+    """The built-in :class:`TraceHook`: makes :class:`Span` objects and feeds the
+    pipeline. Unconfigured, it configures itself on the first ended span from
+    ``$INFRATRACE_CONFIG`` (or the defaults: one console connection)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._config: Config | None = None
+        self._pipeline: Pipeline | None = None
+        self._fork_held: list[threading.Lock] = []
+        self._submit: Callable[[Span], None] = self._submit_unconfigured
+
+    # -- spans ------------------------------------------------------------------------
+    def begin(
+        self,
+        name: str,
+        attrs: Mapping[str, Any] | None = None,
+        *,
+        kind: str | None = None,
+        parent: Parent | None = None,
+    ) -> Span | NonRecordingSpan:
+        try:
+            if parent is None:
+                parent = _current.get()
+            attributes = dict(attrs) if attrs else {}
+            if kind is None:
+                kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
+            elif kind not in _KIND_SET:
+                kind = _DEFAULT_SPAN_KIND.get(kind, INTERNAL)
+            span = Span(name if isinstance(name, str) else str(name), attributes, kind, parent)
+            span._token = _current.set(span)
+            return span
+        except Exception:
+            return NonRecordingSpan(str(name), parent if not isinstance(parent, bool) else None)
+
+    def start_span(
+        self,
+        name: str,
+        attrs: Mapping[str, Any] | None = None,
+        *,
+        kind: str | None = None,
+        parent: Parent | None = None,
+    ) -> Span:
+        """Like :meth:`begin` but the span does not become the current span (for
+        work that outlives the caller's context: generators, streamed bodies)."""
+        if parent is None:
+            parent = _current.get()
+        attributes = dict(attrs) if attrs else {}
+        if kind is None:
+            kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
+        elif kind not in _KIND_SET:
+            kind = _DEFAULT_SPAN_KIND.get(kind, INTERNAL)
+        return Span(str(name), attributes, kind, parent)
+
+    def trace(self, name: str, attrs: Mapping[str, Any] | None = None) -> Span | NonRecordingSpan:
+        """A one-shot event span: begun and ended at once. ``attrs["status"]`` sets its
+        status; with ``status = "error"``, ``attrs["error"]`` is the message."""
+        try:
+            attributes = dict(attrs) if attrs else {}
+            status = attributes.pop("status", None)
+            failed = status is not None and str(status).lower() == STATUS_ERROR
+            message = str(attributes.pop("error", "") or "") if failed else ""
+            span = self.start_span(name, attributes)
+            if failed:
+                span.set_status(STATUS_ERROR, message)
+            span._t1 = span._t0
+            self._submit(span)
+            return span
+        except Exception:
+            return NonRecordingSpan(str(name), None, make_current=False)
+
+    def current_span(self) -> Span | NonRecordingSpan | None:
+        return _current.get()
+
+    # -- configuration and lifecycle ----------------------------------------------------
+    def configure(self, config: Config) -> None:
+        drivers: list[Driver] = []
+        try:
+            for conn in config.connections:
+                factory = get_driver_factory(conn.driver, f"{conn.path}.driver")
+                drivers.append(factory(conn))
+        except BaseException as exc:
+            for driver in drivers:
+                _close_quietly(driver)
+            if isinstance(exc, ConfigError):
+                raise exc.with_source(config.source) from None
+            raise
+        pipeline = Pipeline(config, drivers)
+        pipeline.start()
+        with self._lock:
+            old = self._pipeline
+            self._config = config
+            self._pipeline = pipeline
+            self._submit = pipeline.submit
+            if _hook is self:
+                _span.set_sink(pipeline.submit)
+        if old is not None:
+            old.shutdown(5.0)
+
+    def _submit_unconfigured(self, span: Span) -> None:
+        try:
+            with self._lock:
+                if self._pipeline is None:
+                    self.configure(load_config(None))
+            self._submit(span)
+        except Exception as exc:
+            import sys
+
+            print(f"infratrace: could not configure tracing, span dropped: {exc}", file=sys.stderr)
+
+    @property
+    def config(self) -> Config | None:
+        return self._config
+
+    @property
+    def pipeline(self) -> Pipeline | None:
+        return self._pipeline
+
+    def stats(self) -> dict[str, Any]:
+        pipeline = self._pipeline
+        if pipeline is None:
+            return _empty_stats()
+        return pipeline.stats()
+
+    def force_flush(self, timeout: float | None = None) -> bool:
+        pipeline = self._pipeline
+        return True if pipeline is None else pipeline.force_flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush and close every connection. Spans ended afterwards are counted as
+        dropped; call :func:`infratrace.configure` to start again."""
+        pipeline = self._pipeline
+        return True if pipeline is None else pipeline.shutdown(timeout)
+
+    # -- fork ---------------------------------------------------------------------------
+    def _before_fork(self) -> None:
+        pipeline = self._pipeline
+        self._fork_held = pipeline.quiesce() if pipeline is not None else []
+
+    def _after_fork_parent(self) -> None:
+        held, self._fork_held = self._fork_held, []
+        for lock in held:
+            lock.release()
+
+    def _after_fork_child(self) -> None:
+        """The parent's threads do not exist here: start a fresh pipeline (new drivers,
+        new threads, empty queue — spans queued before the fork are the parent's)."""
+        self._fork_held = []
+        self._lock = threading.RLock()
+        config, self._pipeline = self._config, None
+        self._submit = self._submit_unconfigured
+        if _hook is self:
+            _span.set_sink(self._submit_unconfigured)
+        if config is not None:
+            try:
+                self.configure(config)
+            except Exception as exc:
+                import sys
+
+                print(f"infratrace: could not restart tracing after fork: {exc}", file=sys.stderr)
+
+
+def _close_quietly(driver: Driver) -> None:
+    try:
+        driver.close()
+    except Exception:
+        pass
+
+
+def _empty_stats() -> dict[str, Any]:
+    return {
+        "queue_len": 0,
+        "queue_cap": 0,
+        "queued_count": 0,
+        "sync_fallback_count": 0,
+        "ended_count": 0,
+        "flush_count": 0,
+        "flush_span_count": 0,
+        "write_error_count": 0,
+        "dropped_count": 0,
+        "sampled_out_count": 0,
+        "written_count": 0,
+        "dynamic_sample_factor": 1.0,
+        "connections": {},
+    }
+
+
+_tracer = Tracer()
+_hook: TraceHook = _tracer
+_span.set_sink(_tracer._submit_unconfigured)
+
+
+def get_hook() -> TraceHook:
+    return _hook
+
+
+def set_hook(hook: TraceHook | None) -> TraceHook:
+    """Install a replacement tracer (``None`` restores the built-in one); returns the
+    previous hook. The public functions of ``infratrace`` call the hook installed now."""
+    global _hook
+    previous = _hook
+    if hook is not None and not isinstance(hook, TraceHook):
+        raise TypeError(f"{hook!r} does not implement TraceHook (begin, trace, configure, stats, force_flush, shutdown)")
+    _hook = hook if hook is not None else _tracer
+    if _hook is _tracer:
+        _span.set_sink(_tracer._submit)
+    return previous
+
+
+def _at_exit() -> None:
+    try:
+        _hook.shutdown(5.0)
+    except Exception:
+        pass
+
+
+atexit.register(_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=lambda: _tracer._before_fork(),
+        after_in_parent=lambda: _tracer._after_fork_parent(),
+        after_in_child=lambda: _tracer._after_fork_child(),
+    )

@@ -1,0 +1,275 @@
+"""``driver = "file"``: JSON or format lines appended to a file, rotated by size
+(``maxsize``), time window (``slice``) and line count (``maxline``), rotated files
+optionally gzipped (``compress``) and pruned by age (``maxage``) and count
+(``maxfiles``). SPEC §6; decisions in docs/drivers.md.
+
+Several processes may write one file: each batch is written under an exclusive
+``flock`` with one ``write`` per chunk of whole lines, and a writer that finds the
+file rotated by another process reopens it before writing. ``{pid}`` in the file name
+gives each process its own file instead.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .._config import ConnectionConfig
+from .._fields import ResourceView
+from .._span import Span
+from ._lines import LineEncoder
+
+__all__ = ["FileDriver"]
+
+SLICES = ("", "year", "month", "day", "hour")
+_SLICE_LABEL = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d", "hour": "%Y-%m-%dT%H"}
+_CHUNK = 1 << 20
+
+
+def window_start(slice_: str, when: float) -> float:
+    """Start (Unix seconds, local time) of the ``slice`` window containing ``when``."""
+    t = time.localtime(when)
+    if slice_ == "year":
+        fields = (t.tm_year, 1, 1, 0)
+    elif slice_ == "month":
+        fields = (t.tm_year, t.tm_mon, 1, 0)
+    elif slice_ == "day":
+        fields = (t.tm_year, t.tm_mon, t.tm_mday, 0)
+    else:
+        fields = (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour)
+    return time.mktime((fields[0], fields[1], fields[2], fields[3], 0, 0, 0, 0, -1))
+
+
+def window_end(slice_: str, when: float) -> float:
+    start = time.localtime(window_start(slice_, when))
+    year, month, day, hour = start.tm_year, start.tm_mon, start.tm_mday, start.tm_hour
+    if slice_ == "year":
+        year += 1
+    elif slice_ == "month":
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    elif slice_ == "day":
+        day += 1
+    else:
+        hour += 1
+    return time.mktime((year, month, day, hour, 0, 0, 0, 0, -1))  # mktime normalises overflow
+
+
+class FileDriver:
+    def __init__(self, config: ConnectionConfig, clock: Callable[[], float] = time.time) -> None:
+        setting = config.setting_reader()
+        store = setting.str("store", default="")
+        output = setting.str("output", "file", "path", default="trace.log")
+        if not output:
+            raise setting.error("output", output, "expected a file name")
+        self.max_size = setting.size("maxsize", default=0)
+        self.slice = setting.choice("slice", choices=SLICES, default="")
+        self.max_lines = setting.int("maxline", "maxlines", default=0)
+        self.compress = setting.bool("compress", default=False)
+        self.max_age = setting.duration("maxage", default=0.0)
+        self.max_files = setting.int("maxfiles", default=0)
+        self.lock = setting.bool("lock", default=True)
+        setting.reject_unknown()
+        name = output.replace("{pid}", str(os.getpid())).replace("{name}", config.name)
+        path = Path(name)
+        if store and not path.is_absolute():
+            path = Path(store) / path
+        self.path = path
+        self._clock = clock
+        self._encode = LineEncoder(config)
+        self._fd = -1
+        self._ino = -1
+        self._size = 0
+        self._lines = 0
+        self._window_end = 0.0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise setting.error("store", str(self.path.parent), f"cannot create the directory: {exc.strerror}") from None
+
+    # -- the write path -------------------------------------------------------------
+    def write(self, spans: Sequence[Span], resource: ResourceView) -> None:
+        if self._fd < 0:
+            self._open()
+        if self.lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            self._sync_with_disk()
+            if self.slice and self._clock() >= self._window_end:
+                self._rotate()
+            if self.max_size or self.max_lines:
+                self._write_limited(spans, resource)
+            else:
+                buffer = bytearray()
+                count = self._encode.encode_into(buffer, spans, resource)
+                self._append(buffer, count)
+        finally:
+            if self.lock and self._fd >= 0:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _write_limited(self, spans: Sequence[Span], resource: ResourceView) -> None:
+        """Line by line, rotating before a line that would pass ``maxsize`` or
+        ``maxline``, so no file ever holds a partial line."""
+        encode = self._encode
+        buffer = bytearray()
+        count = 0
+        for span in spans:
+            line = encode(span, resource) + b"\n"
+            pending = self._size + len(buffer)
+            size_full = self.max_size and pending + len(line) > self.max_size
+            lines_full = self.max_lines and self._lines + count >= self.max_lines
+            if (size_full or lines_full) and pending > 0:
+                if buffer:
+                    self._append(buffer, count)
+                    buffer, count = bytearray(), 0
+                self._rotate()
+            buffer += line
+            count += 1
+            if len(buffer) >= _CHUNK:
+                self._append(buffer, count)
+                buffer, count = bytearray(), 0
+        if buffer:
+            self._append(buffer, count)
+
+    def _append(self, data: bytes | bytearray, count: int) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size += len(data)
+        self._lines += count
+
+    # -- opening and noticing other writers ---------------------------------------------
+    def _open(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        st = os.fstat(fd)
+        self._fd = fd
+        self._ino = st.st_ino
+        self._size = st.st_size
+        self._lines = self._count_lines(0, st.st_size) if self.max_lines and st.st_size else 0
+        if self.slice:
+            born = st.st_mtime if st.st_size else self._clock()
+            self._window_end = window_end(self.slice, born)
+
+    def _sync_with_disk(self) -> None:
+        """Under the lock: follow a rotation done by another process, and account for
+        lines other processes appended since our last write."""
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            on_disk = None
+        if on_disk is None or on_disk.st_ino != self._ino:
+            self._close_fd()
+            self._open()
+            return
+        size = os.fstat(self._fd).st_size
+        if size != self._size:
+            if self.max_lines:
+                self._lines += self._count_lines(self._size, size)
+            self._size = size
+
+    def _count_lines(self, start: int, end: int) -> int:
+        count = 0
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(start)
+                remaining = end - start
+                while remaining > 0:
+                    block = handle.read(min(_CHUNK, remaining))
+                    if not block:
+                        break
+                    count += block.count(b"\n")
+                    remaining -= len(block)
+        except OSError:
+            return 0
+        return count
+
+    # -- rotation and retention -----------------------------------------------------------
+    def _rotated_name(self, label: str) -> Path:
+        stem, suffix = self.path.stem, self.path.suffix
+        candidate = self.path.with_name(f"{stem}.{label}{suffix}")
+        n = 1
+        while candidate.exists() or Path(f"{candidate}.gz").exists():
+            candidate = self.path.with_name(f"{stem}.{label}.{n}{suffix}")
+            n += 1
+        return candidate
+
+    def _rotate(self) -> None:
+        now = self._clock()
+        if self.slice:
+            # Label by the window the closed file belongs to.
+            label = time.strftime(_SLICE_LABEL[self.slice], time.localtime(self._window_end - 1))
+        else:
+            label = time.strftime("%Y%m%dT%H%M%S", time.localtime(now)) + f"{now % 1:.6f}"[1:]
+        if self._size > 0:
+            target = self._rotated_name(label)
+            os.rename(self.path, target)
+            if self.compress:
+                self._gzip(target)
+        self._close_fd()
+        self._open()
+        if self.slice:
+            self._window_end = window_end(self.slice, now)
+        self._prune(now)
+
+    @staticmethod
+    def _gzip(path: Path) -> None:
+        partial = path.with_name(path.name + ".gz.part")
+        with open(path, "rb") as src, gzip.open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+        os.rename(partial, path.with_name(path.name + ".gz"))
+        os.unlink(path)
+
+    def rotated_files(self) -> list[Path]:
+        """The rotated files of this output, oldest first."""
+        stem, suffix = self.path.stem, self.path.suffix
+        found = []
+        for candidate in self.path.parent.glob(f"{stem}.*"):
+            name = candidate.name
+            if candidate == self.path or name.endswith(".part"):
+                continue
+            base = name[:-3] if name.endswith(".gz") else name
+            if suffix and not base.endswith(suffix):
+                continue
+            found.append(candidate)
+        return sorted(found, key=_mtime_then_name)
+
+    def _prune(self, now: float) -> None:
+        if not (self.max_age or self.max_files):
+            return
+        rotated = self.rotated_files()
+        doomed: list[Path] = []
+        if self.max_age:
+            doomed += [p for p in rotated if _mtime(p) < now - self.max_age]
+        if self.max_files and len(rotated) > self.max_files:
+            doomed += rotated[: len(rotated) - self.max_files]
+        for path in set(doomed):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _close_fd(self) -> None:
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            finally:
+                self._fd = -1
+
+    def close(self) -> None:
+        self._close_fd()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _mtime_then_name(path: Path) -> tuple[float, str]:
+    return (_mtime(path), path.name)

@@ -1,0 +1,50 @@
+"""Shared fixtures: a file connection whose JSON lines the test can read back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import infratrace
+
+
+class SpanFile:
+    """Configure infratrace to write JSON lines to a temp file; ``spans()`` flushes and
+    returns them as dicts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def spans(self) -> list[dict[str, Any]]:
+        assert infratrace.force_flush(10), "force_flush timed out"
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+    def by_name(self) -> dict[str, dict[str, Any]]:
+        return {span["name"]: span for span in self.spans()}
+
+
+@pytest.fixture
+def span_file(tmp_path: Path) -> Iterator[Callable[..., SpanFile]]:
+    def make(extra: str = "", *, connection: str = "", **setting: Any) -> SpanFile:
+        path = tmp_path / "spans.jsonl"
+        table = f"trace.{connection}" if connection else "trace"
+        options = "".join(f"{key} = {json.dumps(value)}\n" for key, value in setting.items())
+        infratrace.configure(
+            f'[{table}]\ndriver = "file"\njson = true\n{extra}\n[{table}.setting]\noutput = "{path}"\n{options}'
+        )
+        return SpanFile(path)
+
+    yield make
+    infratrace.shutdown(5)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tracer() -> Iterator[None]:
+    yield
+    infratrace.set_hook(None)
