@@ -1,0 +1,1 @@
+"""infratrace ASGI (Starlette/FastAPI) middleware."""

@@ -1,0 +1,1 @@
+"""infratrace Celery signal hooks."""

@@ -1,0 +1,1 @@
+"""infratrace Django middleware, AppConfig and signal spans."""

@@ -1,0 +1,1 @@
+"""infratrace Flask extension."""
