@@ -1,0 +1,132 @@
+"""The README's demo: start each example app on a real server on 127.0.0.1, send it a
+few requests, then print the traces they produced as parent/child trees.
+
+    python -m example_apps.demo            # every app
+    python -m example_apps.demo flask      # only some
+
+Each app folder has a ``demo.py`` with ``run(ctx: DemoContext)``; the servers it starts
+get ``INFRATRACE_CONFIG`` = example_apps/infratrace.toml, which writes format lines to
+the console and JSON lines to demo-output/traces.jsonl.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+APPS = ("core_app", "starlette_app", "flask_app", "django_app", "celery_app")
+
+
+class DemoContext:
+    """What an app's demo step gets: where traces go and how to run servers."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.trace_file = output / "traces.jsonl"
+        self.config_path = HERE / "infratrace.toml"
+        self.root = ROOT
+        self.env = dict(os.environ)
+        self.env["INFRATRACE_CONFIG"] = str(self.config_path)
+        self.env["PYTHONPATH"] = os.pathsep.join([str(ROOT), self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        self.env["PYTHONUNBUFFERED"] = "1"
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    @staticmethod
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    @staticmethod
+    def log(message: str) -> None:
+        print(f"\n=== {message}", flush=True)
+
+    def start(self, argv: Sequence[str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start a server process (stopped gracefully by ``stop_all``)."""
+        process = subprocess.Popen(list(argv), cwd=cwd or ROOT, env=self.env)
+        self._processes.append(process)
+        return process
+
+    @staticmethod
+    def wait_http(url: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                return
+            except urllib.error.HTTPError:
+                return  # the server answered
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{url} did not answer within {timeout}s") from None
+                time.sleep(0.1)
+
+    @staticmethod
+    def request(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        req = urllib.request.Request(url, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def stop_all(self) -> None:
+        for process in reversed(self._processes):
+            if process.poll() is None:
+                process.terminate()
+        for process in self._processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self._processes.clear()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    wanted = list(argv if argv is not None else sys.argv[1:]) or list(APPS)
+    output = ROOT / "demo-output"
+    output.mkdir(exist_ok=True)
+    ctx = DemoContext(output)
+    if ctx.trace_file.exists():
+        ctx.trace_file.unlink()
+    ran = []
+    try:
+        for name in APPS:
+            if not any(name.startswith(w) for w in wanted):
+                continue
+            try:
+                module = importlib.import_module(f"example_apps.{name}.demo")
+            except ModuleNotFoundError as exc:
+                if exc.name and exc.name.startswith(f"example_apps.{name}"):
+                    continue
+                raise
+            ctx.log(f"{name}: starting")
+            try:
+                module.run(ctx)
+            finally:
+                ctx.stop_all()
+            ran.append(name)
+    finally:
+        ctx.stop_all()
+
+    from infratrace.cli import read_spans, render_trees
+
+    spans = read_spans([ctx.trace_file]) if ctx.trace_file.exists() else []
+    ctx.log(f"{len(spans)} spans from {', '.join(ran)} in {ctx.trace_file.relative_to(ROOT)} — as trees:")
+    render_trees(spans, sys.stdout)
+    print(f"Re-read them any time with: .venv/bin/infratrace tree {ctx.trace_file.relative_to(ROOT)}")
+    return 0 if spans else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
