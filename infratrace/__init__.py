@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _tracer
+from ._budget import SpanBudget, span_budget
 from ._config import Config, ConfigSource, ConnectionConfig, SampleConfig, SampleRule, SettingReader, load_config
 from ._decorators import method, service, traced, trigger
 from ._errors import ConfigError, InfratraceError, MissingExtraError
@@ -44,6 +45,7 @@ __all__ = [
     "SampleRule",
     "SettingReader",
     "Span",
+    "SpanBudget",
     "SpanContext",
     "TraceHook",
     "Tracer",
@@ -65,6 +67,7 @@ __all__ = [
     "service",
     "set_hook",
     "shutdown",
+    "span_budget",
     "span_record",
     "start_span",
     "stats",

@@ -17,6 +17,8 @@ from ._errors import ConfigError
 from ._pipeline import Pipeline
 from ._registry import Driver, get_driver_factory
 from . import _span
+from ._budget import _active as _active_budget
+from ._budget import dropped_total
 from ._span import (
     CLIENT,
     CONSUMER,
@@ -132,6 +134,9 @@ class Tracer:
         try:
             if parent is None:
                 parent = _current.get()
+            budget = _active_budget.get()
+            if budget is not None and not budget.take():
+                return NonRecordingSpan(str(name), parent)
             attributes = dict(attrs) if attrs else {}
             if kind is None:
                 kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
@@ -150,11 +155,14 @@ class Tracer:
         *,
         kind: str | None = None,
         parent: Parent | None = None,
-    ) -> Span:
+    ) -> Span | NonRecordingSpan:
         """Like :meth:`begin` but the span does not become the current span (for
         work that outlives the caller's context: generators, streamed bodies)."""
         if parent is None:
             parent = _current.get()
+        budget = _active_budget.get()
+        if budget is not None and not budget.take():
+            return NonRecordingSpan(str(name), parent, make_current=False)
         attributes = dict(attrs) if attrs else {}
         if kind is None:
             kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
@@ -171,6 +179,8 @@ class Tracer:
             failed = status is not None and str(status).lower() == STATUS_ERROR
             message = str(attributes.pop("error", "") or "") if failed else ""
             span = self.start_span(name, attributes)
+            if not isinstance(span, Span):  # over the request's span budget
+                return span
             if failed:
                 span.set_status(STATUS_ERROR, message)
             span._t1 = span._t0
@@ -228,9 +238,9 @@ class Tracer:
 
     def stats(self) -> dict[str, Any]:
         pipeline = self._pipeline
-        if pipeline is None:
-            return _empty_stats()
-        return pipeline.stats()
+        figures = _empty_stats() if pipeline is None else pipeline.stats()
+        figures["budget_dropped_count"] = dropped_total()
+        return figures
 
     def force_flush(self, timeout: float | None = None) -> bool:
         pipeline = self._pipeline

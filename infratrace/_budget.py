@@ -1,0 +1,73 @@
+"""Per-request span budget: at most ``limit`` spans begun inside one request (or task),
+so a loop that traces every iteration cannot flood the pipeline. Spans over the
+budget are not recorded (a :class:`NonRecordingSpan` keeps the trace identity) and
+are counted on the budget and in ``stats()["budget_dropped_count"]``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+
+__all__ = ["SpanBudget", "span_budget"]
+
+_active: ContextVar[SpanBudget | None] = ContextVar("infratrace_span_budget", default=None)
+_dropped_total = itertools.count()  # next() is atomic under the GIL
+_dropped_seen = 0
+
+
+class SpanBudget:
+    __slots__ = ("limit", "used", "dropped", "_token")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.dropped = 0
+        self._token: Token[SpanBudget | None] | None = None
+
+    def activate(self) -> SpanBudget:
+        """Make this the budget of the current context (until :meth:`deactivate`)."""
+        self._token = _active.set(self)
+        return self
+
+    def deactivate(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _active.reset(token)
+            except ValueError:  # deactivated from another context
+                if _active.get() is self:
+                    _active.set(None)
+
+    def take(self) -> bool:
+        """Count one span; ``False`` (and counted as dropped) when over the limit."""
+        if self.used >= self.limit:
+            self.dropped += 1
+            next(_dropped_total)
+            return False
+        self.used += 1
+        return True
+
+    def __repr__(self) -> str:
+        return f"SpanBudget(limit={self.limit}, used={self.used}, dropped={self.dropped})"
+
+
+def active_budget() -> SpanBudget | None:
+    return _active.get()
+
+
+def dropped_total() -> int:
+    """How many spans all budgets have refused in this process."""
+    # itertools.count has no peek: copy its repr ("count(N)").
+    return int(repr(_dropped_total)[6:-1])
+
+
+@contextmanager
+def span_budget(limit: int) -> Iterator[SpanBudget]:
+    """``with infratrace.span_budget(1000):`` — at most 1000 spans begin inside."""
+    budget = SpanBudget(limit).activate()
+    try:
+        yield budget
+    finally:
+        budget.deactivate()
