@@ -4,8 +4,9 @@ optionally gzipped (``compress``) and pruned by age (``maxage``) and count
 (``maxfiles``). SPEC §6; decisions in docs/drivers.md.
 
 Several processes may write one file: each batch is written under an exclusive
-``flock`` with one ``write`` per chunk of whole lines, and a writer that finds the
-file rotated by another process reopens it before writing. ``{pid}`` in the file name
+``flock`` on a lock file beside it (``.<name>.lock``, which never rotates, so every
+process locks the same inode), with one ``write`` per chunk of whole lines; a writer
+that finds the file rotated by another process reopens it before writing. ``{pid}`` in the file name
 gives each process its own file instead.
 """
 
@@ -82,6 +83,7 @@ class FileDriver:
         self._clock = clock
         self._encode = LineEncoder(config)
         self._fd = -1
+        self._lock_fd = -1
         self._ino = -1
         self._size = 0
         self._lines = 0
@@ -93,11 +95,14 @@ class FileDriver:
 
     # -- the write path -------------------------------------------------------------
     def write(self, spans: Sequence[Span], resource: ResourceView) -> None:
-        if self._fd < 0:
-            self._open()
+        if self.lock and self._lock_fd < 0:
+            lock_path = self.path.with_name(f".{self.path.name}.lock")
+            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         if self.lock:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
+            if self._fd < 0:
+                self._open()
             self._sync_with_disk()
             if self.slice and self._clock() >= self._window_end:
                 self._rotate()
@@ -108,8 +113,8 @@ class FileDriver:
                 count = self._encode.encode_into(buffer, spans, resource)
                 self._append(buffer, count)
         finally:
-            if self.lock and self._fd >= 0:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if self.lock:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _write_limited(self, spans: Sequence[Span], resource: ResourceView) -> None:
         """Line by line, rotating before a line that would pass ``maxsize`` or
@@ -262,6 +267,9 @@ class FileDriver:
 
     def close(self) -> None:
         self._close_fd()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
 
 def _mtime(path: Path) -> float:

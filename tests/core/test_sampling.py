@@ -1,0 +1,150 @@
+"""SPEC §2 sampling: ratio, rules, attrs, errors, hash keys, trace consistency,
+the dynamic factor — statistically and through a real connection."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import infratrace
+from infratrace._config import SampleConfig, SampleRule
+from infratrace._pipeline import dynamic_factor
+from infratrace._sampling import Sampler, hash01
+from infratrace._span import Span
+
+
+def span(name: str = "x", attrs: dict | None = None, trace_id: int | None = None, status: str = "ok") -> Span:
+    s = Span(name, dict(attrs or {}), "internal", None)
+    if trace_id is not None:
+        s._tid = trace_id
+    if status == "error":
+        s.set_status("error")
+    return s
+
+
+def test_hash01_is_deterministic_uniform_and_in_range():
+    values = [hash01(random.getrandbits(128)) for _ in range(20000)]
+    assert all(0.0 <= v < 1.0 for v in values)
+    assert abs(sum(values) / len(values) - 0.5) < 0.01
+    assert hash01(12345) == hash01(12345)
+    # sequential ids (not random) still spread evenly
+    seq = [hash01(i) for i in range(1, 20001)]
+    assert abs(sum(v < 0.2 for v in seq) / len(seq) - 0.2) < 0.015
+
+
+def test_rate_02_over_20000_traces_keeps_20_percent(span_file):
+    out = span_file("sample = 0.2\nbuffer = 100000")
+    for _ in range(20000):
+        with infratrace.begin("http:GET /"):
+            infratrace.begin("service:child").end()
+    spans = out.spans()
+    traces = {s["trace_id"] for s in spans}
+    assert abs(len(traces) / 20000 - 0.2) <= 0.015
+    # whole traces: every kept trace has both its spans
+    per_trace: dict[str, int] = {}
+    for s in spans:
+        per_trace[s["trace_id"]] = per_trace.get(s["trace_id"], 0) + 1
+    assert set(per_trace.values()) == {2}
+    stats = infratrace.stats()["connections"]["default"]
+    assert stats["written_count"] + stats["sampled_out_count"] + stats["dropped_count"] == 40000
+    assert stats["written_count"] == len(spans)
+
+
+def test_rules_first_match_wins_and_attrs_must_all_match():
+    sampler = Sampler(
+        SampleConfig(
+            rate=0.5,
+            rules=(
+                SampleRule("service:user.*", 1.0, (("vip", "true"),)),
+                SampleRule("http:*", 0.0),
+                SampleRule("service:*", 0.3),
+                SampleRule("exact", 0.0),
+            ),
+        )
+    )
+    assert sampler.ratio_for(span("service:user.login", {"vip": True})) == 1.0
+    assert sampler.ratio_for(span("service:user.login", {"vip": "true"})) == 1.0
+    assert sampler.ratio_for(span("service:user.login", {"vip": False})) == 0.3
+    assert sampler.ratio_for(span("service:user.login")) == 0.3
+    assert sampler.ratio_for(span("http:GET /")) == 0.0
+    assert sampler.ratio_for(span("exact")) == 0.0
+    assert sampler.ratio_for(span("exactly")) == 0.5
+    assert sampler.ratio_for(span("other")) == 0.5
+
+
+def test_empty_rule_name_matches_everything_and_attrs_compare_as_strings():
+    sampler = Sampler(SampleConfig(rate=0.0, rules=(SampleRule("", 1.0, (("tier", "2"),)),)))
+    assert sampler.keep(span("a", {"tier": 2}))
+    assert not sampler.keep(span("a", {"tier": 3}))
+
+
+def test_errors_are_kept_unless_disabled():
+    assert Sampler(SampleConfig(rate=0.0)).keep(span(status="error"))
+    assert not Sampler(SampleConfig(rate=0.0, error=False)).keep(span(status="error"))
+
+
+@pytest.mark.parametrize("key", ["trace_id", "span_id", "trace_span"])
+def test_hash_keys_give_the_configured_ratio(key):
+    sampler = Sampler(SampleConfig(rate=0.3, key=key))
+    kept = sum(sampler.keep(span()) for _ in range(20000))
+    assert abs(kept / 20000 - 0.3) < 0.015
+
+
+def test_trace_id_key_decides_per_trace_and_span_id_key_per_span():
+    by_trace = Sampler(SampleConfig(rate=0.5, key="trace_id"))
+    by_span = Sampler(SampleConfig(rate=0.5, key="span_id"))
+    mixed_trace = mixed_span = 0
+    for _ in range(500):
+        tid = random.getrandbits(128)
+        members = [span(trace_id=tid) for _ in range(6)]
+        mixed_trace += len({by_trace.keep(s) for s in members}) > 1
+        mixed_span += len({by_span.keep(s) for s in members}) > 1
+    assert mixed_trace == 0
+    assert mixed_span > 400
+
+
+def test_dynamic_factor_thresholds():
+    assert [dynamic_factor(x) for x in (0.0, 0.79, 0.8, 0.89, 0.9, 0.94, 0.95, 1.0)] == [
+        1.0, 1.0, 0.5, 0.5, 0.2, 0.2, 0.1, 0.1,
+    ]
+
+
+def test_factor_multiplies_the_ratio():
+    sampler = Sampler(SampleConfig(rate=1.0))
+    kept = sum(sampler.keep(span(), 0.5) for _ in range(20000))
+    assert abs(kept / 20000 - 0.5) < 0.015
+
+
+def test_each_connection_samples_on_its_own(tmp_path):
+    all_path, few_path = tmp_path / "all.jsonl", tmp_path / "few.jsonl"
+    infratrace.configure(
+        f"""
+[trace.all]
+driver = "file"
+json = true
+buffer = 10000
+[trace.all.setting]
+output = "{all_path}"
+[trace.few]
+driver = "file"
+json = true
+buffer = 10000
+[trace.few.setting]
+output = "{few_path}"
+[trace.few.sample]
+rate = 0
+rules = [{{ name = "keep:*", sample = 1 }}]
+"""
+    )
+    for i in range(100):
+        infratrace.trace(f"keep:{i}")
+        infratrace.trace(f"drop:{i}")
+    infratrace.trace("failed", {"status": "error"})
+    infratrace.force_flush()
+    assert len(all_path.read_text().splitlines()) == 201
+    few = few_path.read_text()
+    assert few.count("keep:") == 100 and "drop:" not in few and "failed" in few
+    stats = infratrace.stats()["connections"]
+    assert stats["few"]["sampled_out_count"] == 100
+    infratrace.shutdown()
