@@ -1,0 +1,141 @@
+"""Drivers by name and entry point; the replaceable tracer hook."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+import infratrace
+from infratrace import ConfigError, TraceHook, register_driver
+from infratrace._registry import available_drivers
+
+
+def test_builtin_drivers_are_listed():
+    assert {"default", "file", "discard", "otlp", "greptime"} <= set(available_drivers())
+
+
+def test_register_driver_validates_its_arguments():
+    with pytest.raises(ValueError):
+        register_driver("", lambda c: None)  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError):
+        register_driver("x", "not callable")  # type: ignore[arg-type]
+
+
+def test_third_party_driver_found_through_entry_points(tmp_path, monkeypatch):
+    package = tmp_path / "acme_trace"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            SEEN = []
+            class AcmeDriver:
+                def __init__(self, config):
+                    self.prefix = config.setting.get("prefix", "")
+                def write(self, spans, resource):
+                    SEEN.extend(self.prefix + s.name for s in spans)
+                def close(self):
+                    pass
+            """
+        )
+    )
+    dist = tmp_path / "acme_trace-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-trace\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[infratrace.drivers]\nacme = acme_trace:AcmeDriver\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "acme" in available_drivers()
+    infratrace.configure('[trace]\ndriver = "acme"\n[trace.setting]\nprefix = "A:"')
+    infratrace.trace("x")
+    infratrace.force_flush()
+    import acme_trace  # type: ignore[import-not-found]
+
+    assert acme_trace.SEEN == ["A:x"]
+    infratrace.shutdown()
+    sys.modules.pop("acme_trace", None)
+
+
+def test_broken_entry_point_is_a_config_error(tmp_path, monkeypatch):
+    dist = tmp_path / "broken-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[infratrace.drivers]\nbroken = no_such_module:Driver\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        infratrace.configure('[trace.b]\ndriver = "broken"')
+    assert info.value.key == "trace.b.driver" and "entry point failed" in str(info.value)
+
+
+def test_driver_constructor_errors_name_the_connection():
+    from infratrace._config import ConnectionConfig
+
+    def picky(config: ConnectionConfig):
+        reader = config.setting_reader()
+        reader.int("port", minimum=1)
+        reader.reject_unknown()
+        return None
+
+    register_driver("picky", picky)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as info:
+        infratrace.configure('[trace.p]\ndriver = "picky"\n[trace.p.setting]\nport = 0')
+    assert info.value.key == "trace.p.setting.port"
+
+
+class ListHook:
+    """A whole replacement tracer: records names in a list."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def begin(self, name, attrs=None, *, kind=None, parent=None):
+        self.names.append(f"begin:{name}")
+        return infratrace.NonRecordingSpan(name, None)
+
+    def start_span(self, name, attrs=None, *, kind=None, parent=None):
+        self.names.append(f"start:{name}")
+        return infratrace.NonRecordingSpan(name, None, make_current=False)
+
+    def trace(self, name, attrs=None):
+        self.names.append(f"trace:{name}")
+
+    def current_span(self):
+        return None
+
+    def configure(self, config):
+        self.names.append("configure")
+
+    def stats(self):
+        return {"hook": True}
+
+    def force_flush(self, timeout=None):
+        return True
+
+    def shutdown(self, timeout=None):
+        return True
+
+
+def test_set_hook_replaces_the_whole_tracer():
+    hook = ListHook()
+    assert isinstance(hook, TraceHook)
+    previous = infratrace.set_hook(hook)
+    try:
+        infratrace.configure({})
+        with infratrace.begin("a"):
+            pass
+        infratrace.trace("b")
+
+        @infratrace.service("c")
+        def c() -> None:
+            pass
+
+        c()
+        assert hook.names == ["configure", "begin:a", "trace:b", "start:service:c"]
+        assert infratrace.stats() == {"hook": True}
+    finally:
+        infratrace.set_hook(previous)
+
+
+def test_set_hook_rejects_objects_that_are_not_hooks():
+    with pytest.raises(TypeError):
+        infratrace.set_hook(object())  # type: ignore[arg-type]
