@@ -1,0 +1,130 @@
+"""``TraceMiddleware``: the ASGI middleware. HTTP requests and WebSocket connections
+become ``http:`` server spans, Starlette endpoints ``web:`` children, lifespan
+``event:`` spans; every other scope type passes straight through."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from infratrace import ConfigError
+from infratrace.web import WebOptions
+
+from ._context import activate, restore
+from ._http import HttpCycle
+from ._lifespan import LifespanCycle
+from ._routes import STATE_KEY, RouteTable, find_router
+from ._websocket import WebSocketCycle
+
+__all__ = ["TraceMiddleware"]
+
+OPTION_PREFIX = "TraceMiddleware"
+ASGI_OPTION_KEYS = ("record_messages",)
+
+
+class TraceMiddleware:
+    """Trace every request of an ASGI app.
+
+    ``app.add_middleware(TraceMiddleware, excluded_paths=["^/health$"])`` in Starlette
+    or FastAPI, or ``TraceMiddleware(app, ...)`` around any ASGI app. Options are those
+    of :class:`infratrace.web.WebOptions` plus ``record_messages`` (ASGI messages as
+    span events); a bad one raises :class:`infratrace.ConfigError` naming the key."""
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        self.app = app
+        self.options = WebOptions.from_mapping(options, OPTION_PREFIX, ASGI_OPTION_KEYS)
+        record = self.options.extra.get("record_messages", False)
+        if not isinstance(record, bool):
+            raise ConfigError(f"{OPTION_PREFIX}.record_messages", record, "expected true or false")
+        self.record_messages = record
+        self._routes: RouteTable | None = None
+        self._looked_for_router = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        options = self.options
+        try:
+            if options.excluded_paths and options.excluded(scope.get("path", "")):
+                cycle = None
+            else:
+                cycle = HttpCycle(scope, receive, send, options, self._route_table(scope), self.record_messages)
+                scope[STATE_KEY] = cycle
+        except Exception:  # tracing must never stop the request
+            cycle = None
+        if cycle is None:
+            await self.app(scope, receive, send)
+            return
+        token = activate(cycle.span)
+        cycle.start_budget()
+        try:
+            await self.app(scope, cycle.receive, cycle.send)
+        except BaseException as exc:
+            cycle.raised(exc)
+            raise
+        else:
+            cycle.returned()
+        finally:
+            cycle.end_budget()
+            restore(token)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        options = self.options
+        try:
+            if options.excluded_paths and options.excluded(scope.get("path", "")):
+                cycle = None
+            else:
+                cycle = WebSocketCycle(scope, receive, send, options, self._route_table(scope))
+                scope[STATE_KEY] = cycle
+        except Exception:
+            cycle = None
+        if cycle is None:
+            await self.app(scope, receive, send)
+            return
+        token = activate(cycle.span)
+        cycle.start_budget()
+        try:
+            await self.app(scope, cycle.receive, cycle.send)
+        except BaseException as exc:
+            cycle.end(exc)
+            raise
+        else:
+            cycle.end(None)
+        finally:
+            cycle.end_budget()
+            restore(token)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            self._route_table(scope)  # instrument routes before the first request
+        except Exception:
+            pass
+        cycle = LifespanCycle(receive, send, self.options.service)
+        try:
+            await self.app(scope, cycle.receive, cycle.send)
+        except BaseException as exc:
+            cycle.raised(exc)
+            raise
+
+    def _route_table(self, scope: Scope) -> RouteTable | None:
+        routes = self._routes
+        if routes is None:
+            if self._looked_for_router and "app" not in scope:
+                return None
+            self._looked_for_router = True
+            router = find_router(self.app, scope.get("app"))
+            if router is None:
+                return None
+            routes = self._routes = RouteTable(router, self.options.service)
+        routes.refresh()
+        return routes
