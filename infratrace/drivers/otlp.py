@@ -173,6 +173,8 @@ class OTLPDriver:
         attributes = dict(view.attributes)
         if self.service:
             attributes["service.name"] = self.service
+        if view.pid:  # like the SDK, which sets a random UUID per process
+            attributes.setdefault("service.instance.id", view.instance)
         attributes.setdefault("telemetry.sdk.language", "python")
         attributes.setdefault("telemetry.sdk.name", SCOPE_NAME)
         attributes.setdefault("telemetry.sdk.version", _version())
