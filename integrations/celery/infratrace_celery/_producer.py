@@ -1,0 +1,193 @@
+"""Publish side: a ``queue:<task>`` producer span around every message a task sends
+(``trigger:<entry>`` when beat sends it), with its trace context in the headers.
+
+``before_task_publish`` begins the span and writes the headers; ``after_task_publish``
+ends it. When publishing raises, Celery sends no signal at all, so each app's
+``send_task_message`` is wrapped (the only non-signal hook of the adapter) to end the
+pending span with the error before the exception goes on to the caller."""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+import infratrace
+from infratrace import NonRecordingSpan, Span
+
+from ._attributes import attempt_of, message_attributes
+from ._beat import beat_entry_name
+from ._headers import write_context
+from ._state import state
+
+__all__ = ["after_publish", "before_publish", "guard_app", "unguard_apps"]
+
+AnySpan = Span | NonRecordingSpan
+
+# task id -> producer span between before_ and after_task_publish (same thread).
+_pending: dict[str, AnySpan] = {}
+# task name -> the task's own ``infratrace_propagate`` (only names found in a registry).
+_task_propagates: dict[str, bool] = {}
+# app -> (its AMQP object, the send_task_message we wrapped)
+_guarded: weakref.WeakKeyDictionary[Any, tuple[Any, Callable[..., Any]]] = weakref.WeakKeyDictionary()
+# apps whose guard waits for their configuration
+_waiting: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _task_id(body: Any, headers: Mapping[str, Any]) -> Any:
+    task_id = headers.get("id")
+    if task_id is None and isinstance(body, Mapping):  # task protocol 1
+        task_id = body.get("id")
+    return task_id
+
+
+def propagates(name: str) -> bool:
+    """Whether ``traceparent`` goes into messages of task ``name`` (publish side)."""
+    options = state.options
+    if options is None or not options.propagate or name in options.no_propagate:
+        return False
+    cached = _task_propagates.get(name)
+    if cached is not None:
+        return cached
+    app = state.app
+    if app is None:
+        return True
+    try:
+        task = app.tasks.get(name)
+    except Exception:
+        return True
+    if task is None:
+        return True  # send_task() of a task this process does not know
+    allowed = getattr(task, "infratrace_propagate", True) is not False
+    _task_propagates[name] = allowed
+    return allowed
+
+
+def before_publish(
+    sender: Any = None,
+    body: Any = None,
+    routing_key: Any = None,
+    headers: MutableMapping[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    try:
+        options = state.options
+        if options is None or headers is None or not isinstance(sender, str) or sender in options.excluded_tasks:
+            return
+        task_id = _task_id(body, headers)
+        entry = beat_entry_name(sender, body, headers)
+        if entry is None:
+            name, entry_kind, target = f"queue:{sender}", "queue", sender
+        else:
+            name, entry_kind, target = f"trigger:{entry}", "trigger", entry
+        attempt = attempt_of(headers.get("retries"))
+        attrs = message_attributes(state.service, entry_kind, target, sender, "publish", task_id, routing_key, attempt)
+        if entry is not None:
+            attrs["celery.beat.entry"] = entry
+        span = infratrace.start_span(name, attrs, kind="producer")
+        if propagates(sender):
+            write_context(headers, span, time.time_ns())
+        if task_id is None:
+            span.end()
+        else:
+            _pending[str(task_id)] = span
+    except Exception:
+        pass  # tracing never breaks a publish
+
+
+def after_publish(sender: Any = None, body: Any = None, headers: Mapping[str, Any] | None = None, **_: Any) -> None:
+    try:
+        if headers is None:
+            return
+        task_id = _task_id(body, headers)
+        span = _pending.pop(str(task_id), None) if task_id is not None else None
+        if span is not None:
+            span.end()
+    except Exception:
+        pass
+
+
+def _abandon(message: Any, exc: BaseException) -> None:
+    """Publishing raised: end the pending span as an error."""
+    try:
+        headers, _properties, body = message[0], message[1], message[2]
+        task_id = _task_id(body, headers) if isinstance(headers, Mapping) else None
+        span = _pending.pop(str(task_id), None) if task_id is not None else None
+        if span is not None:
+            span.set_attribute("celery.publish_failed", True)
+            span.end(exc)
+    except Exception:
+        pass
+
+
+def _wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+    def send_task_message(producer: Any, name: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(producer, name, message, *args, **kwargs)
+        except BaseException as exc:
+            _abandon(message, exc)
+            raise
+
+    send_task_message.__wrapped__ = original  # type: ignore[attr-defined]
+    send_task_message.infratrace_guard = True  # type: ignore[attr-defined]
+    return send_task_message
+
+
+def _install(app: Any) -> None:
+    try:
+        if state.options is None or app in _guarded:
+            return
+        amqp = app.amqp
+        original = amqp.send_task_message
+        if getattr(original, "infratrace_guard", False):
+            return
+        amqp.send_task_message = _wrap(original)
+        _guarded[app] = (amqp, original)
+    except Exception:
+        pass
+
+
+def _install_when_configured(sender: Any = None, **_: Any) -> None:
+    if sender is not None:
+        _install(sender)
+
+
+def guard_app(app: Any) -> None:
+    """Wrap the app's ``send_task_message`` (now, or once the app is configured:
+    building it earlier would read the configuration before the user finished it)."""
+    try:
+        if app.configured:
+            _install(app)
+        else:
+            app.on_after_configure.connect(
+                _install_when_configured, sender=app, weak=False, dispatch_uid=f"infratrace-guard-{id(app)}"
+            )
+            _waiting.add(app)
+    except Exception:
+        pass
+
+
+def guard_finalized_app(app: Any) -> None:
+    """For ``instrument()`` without an app: every app finalized later gets the guard."""
+    if state.options is not None and state.guard_all_apps:
+        guard_app(app)
+
+
+def unguard_apps() -> None:
+    for amqp, original in list(_guarded.values()):
+        try:
+            current = amqp.__dict__.get("send_task_message")
+            if getattr(current, "__wrapped__", None) is original:
+                amqp.send_task_message = original
+        except Exception:
+            pass
+    for app in list(_waiting):
+        try:
+            app.on_after_configure.disconnect(sender=app, dispatch_uid=f"infratrace-guard-{id(app)}")
+        except Exception:
+            pass
+    _waiting.clear()
+    _guarded.clear()
+    _pending.clear()
+    _task_propagates.clear()
