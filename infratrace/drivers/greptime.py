@@ -163,7 +163,7 @@ def _cell(role: str, value: Any) -> Any:
     """A span value as the column's type: None stays null."""
     if value is None:
         return None
-    if role == INT:
+    if role in (INT, TIME):
         return int(value)
     if role == FLOAT:
         return float(value)
