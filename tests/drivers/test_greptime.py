@@ -258,7 +258,7 @@ def test_round_trip_with_seed_renames_and_gzip(influxd: Influx) -> None:
 
 def test_rejected_write_is_not_retried(influxd: Influx) -> None:
     driver = GreptimeDriver(config({"url": influxd.url, "write_path": "/write", "db": "missing_db"}))
-    with pytest.raises(HttpStatusError, match="HTTP 404.*database not found"):
+    with pytest.raises(HttpStatusError, match=r"HTTP 404.*database not found"):
         driver.write([make_span("a")], RESOURCE)
     assert driver.stats()["request_count"] == 1
 
@@ -302,7 +302,7 @@ def test_grpc_dead_server_fails_within_timeout() -> None:
     pytest.importorskip("greptimedb_ingester")
     driver = GreptimeDriver(config({"host": "127.0.0.1", "port": free_port(), "timeout": "600ms"}))
     started = time.monotonic()
-    with pytest.raises(Exception, match="(?i)connect|unavailable"):
+    with pytest.raises(Exception, match=r"(?i)connect|unavailable"):
         driver.write([make_span("a")], RESOURCE)
     assert time.monotonic() - started < 1.0
     stats = driver.stats()
