@@ -18,7 +18,7 @@ _dropped_seen = 0
 
 
 class SpanBudget:
-    __slots__ = ("limit", "used", "dropped", "_token")
+    __slots__ = ("_token", "dropped", "limit", "used")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit

@@ -6,6 +6,7 @@ the value and what is allowed, and no span is ever written under a half-valid co
 
 from __future__ import annotations
 
+import builtins
 import os
 import socket
 import sys
@@ -33,7 +34,7 @@ __all__ = [
     "load_config",
 ]
 
-ConfigSource = Union[str, os.PathLike, Mapping[str, Any], None]
+ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
 
 ENV_CONFIG = "INFRATRACE_CONFIG"
 DEFAULT_FORMAT = "%time% [%status%] %name% trace=%traceId% span=%spanId% cost=%costMs%ms"
@@ -98,13 +99,13 @@ class SettingReader:
     naming ``trace.<conn>.setting.<key>``. Call :meth:`reject_unknown` last so a typo
     in a key is reported instead of silently ignored."""
 
-    def __init__(self, setting: Mapping[str, Any], prefix: str, source: str) -> None:
+    def __init__(self, setting: Mapping[builtins.str, Any], prefix: builtins.str, source: builtins.str) -> None:
         self._setting = setting
         self._prefix = prefix
         self._source = source
-        self._used: set[str] = set()
+        self._used: set[builtins.str] = set()
 
-    def _find(self, names: Sequence[str]) -> tuple[str, Any] | None:
+    def _find(self, names: Sequence[builtins.str]) -> tuple[builtins.str, Any] | None:
         for name in names:
             self._used.add(name)
         for name in names:
@@ -112,13 +113,13 @@ class SettingReader:
                 return name, self._setting[name]
         return None
 
-    def error(self, key: str, value: Any, expected: str) -> ConfigError:
+    def error(self, key: builtins.str, value: Any, expected: builtins.str) -> ConfigError:
         return ConfigError(f"{self._prefix}.{key}", value, expected, self._source)
 
-    def has(self, *names: str) -> bool:
+    def has(self, *names: builtins.str) -> builtins.bool:
         return any(name in self._setting for name in names)
 
-    def str(self, *names: str, default: str = "") -> str:
+    def str(self, *names: builtins.str, default: builtins.str = "") -> builtins.str:
         found = self._find(names)
         if found is None:
             return default
@@ -127,7 +128,7 @@ class SettingReader:
             raise self.error(key, value, "expected a string")
         return value
 
-    def bool(self, *names: str, default: bool = False) -> bool:
+    def bool(self, *names: builtins.str, default: builtins.bool = False) -> builtins.bool:
         found = self._find(names)
         if found is None:
             return default
@@ -136,7 +137,7 @@ class SettingReader:
             raise self.error(key, value, "expected true or false")
         return value
 
-    def int(self, *names: str, default: int = 0, minimum: int = 0) -> int:
+    def int(self, *names: builtins.str, default: builtins.int = 0, minimum: builtins.int = 0) -> builtins.int:
         found = self._find(names)
         if found is None:
             return default
@@ -145,7 +146,7 @@ class SettingReader:
             raise self.error(key, value, f"expected a whole number >= {minimum}")
         return value
 
-    def number(self, *names: str, default: float = 0.0, minimum: float = 0.0) -> float:
+    def number(self, *names: builtins.str, default: float = 0.0, minimum: float = 0.0) -> float:
         found = self._find(names)
         if found is None:
             return default
@@ -154,7 +155,7 @@ class SettingReader:
             raise self.error(key, value, f"expected a number >= {minimum}")
         return float(value)
 
-    def duration(self, *names: str, default: float = 0.0) -> float:
+    def duration(self, *names: builtins.str, default: float = 0.0) -> float:
         found = self._find(names)
         if found is None:
             return default
@@ -164,7 +165,7 @@ class SettingReader:
         except ValueError:
             raise self.error(key, value, f"expected {DURATION_HELP}") from None
 
-    def size(self, *names: str, default: int = 0) -> int:
+    def size(self, *names: builtins.str, default: builtins.int = 0) -> builtins.int:
         found = self._find(names)
         if found is None:
             return default
@@ -174,7 +175,7 @@ class SettingReader:
         except ValueError:
             raise self.error(key, value, f"expected {SIZE_HELP}") from None
 
-    def choice(self, *names: str, choices: Sequence[str], default: str) -> str:
+    def choice(self, *names: builtins.str, choices: Sequence[builtins.str], default: builtins.str) -> builtins.str:
         found = self._find(names)
         if found is None:
             return default
@@ -183,7 +184,7 @@ class SettingReader:
             raise self.error(key, value, "expected one of " + ", ".join(repr(c) for c in choices))
         return str(value)
 
-    def table(self, *names: str) -> dict[str, Any]:
+    def table(self, *names: builtins.str) -> dict[builtins.str, Any]:
         found = self._find(names)
         if found is None:
             return {}
@@ -221,9 +222,7 @@ def _read_document(source: ConfigSource) -> tuple[Mapping[str, Any], str]:
         return _parse_toml(text, str(path)), str(path)
     if isinstance(source, str):
         return _parse_toml(source, "<string>"), "<string>"
-    raise ConfigError(
-        "<source>", source, "expected a TOML file path, a TOML string or a mapping", "configure()"
-    )
+    raise ConfigError("<source>", source, "expected a TOML file path, a TOML string or a mapping", "configure()")
 
 
 def _looks_like_path(text: str) -> bool:
@@ -267,8 +266,7 @@ def _build(document: Mapping[str, Any], origin: str) -> Config:
             raise ConfigError(
                 f"trace.{key}",
                 value,
-                "unknown key; a connection is a table ([trace.<name>]) and the keys of one are "
-                + ", ".join(CONNECTION_KEYS),
+                "unknown key; a connection is a table ([trace.<name>]) and the keys of one are " + ", ".join(CONNECTION_KEYS),
             )
     connections: list[ConnectionConfig] = []
     if top or not named:
@@ -285,9 +283,7 @@ def _build(document: Mapping[str, Any], origin: str) -> Config:
     return Config(tuple(connections), resource, origin)
 
 
-def _connection(
-    name: str, table: Mapping[str, Any], prefix: str, origin: str, resource: Mapping[str, Any]
-) -> ConnectionConfig:
+def _connection(name: str, table: Mapping[str, Any], prefix: str, origin: str, resource: Mapping[str, Any]) -> ConnectionConfig:
     for key in table:
         if key not in CONNECTION_KEYS:
             raise ConfigError(f"{prefix}.{key}", table[key], "unknown key; valid keys: " + ", ".join(CONNECTION_KEYS))
@@ -360,7 +356,7 @@ def _fields(value: Any, key: str) -> tuple[str, ...] | dict[str, str] | None:
         if not value:
             raise ConfigError(key, value, "expected at least one field name")
         return tuple(value)
-    raise ConfigError(key, value, "expected a list of field names or a table of renames { old = \"new\" }")
+    raise ConfigError(key, value, 'expected a list of field names or a table of renames { old = "new" }')
 
 
 def _ratio(value: Any, key: str) -> float:
@@ -398,7 +394,7 @@ def _sample(value: Any, key: str) -> SampleConfig:
 
 def _rule(rule: Any, key: str) -> SampleRule:
     if not isinstance(rule, Mapping):
-        raise ConfigError(key, rule, "expected a table { name = \"http:*\", sample = 0.1, attrs = { ... } }")
+        raise ConfigError(key, rule, 'expected a table { name = "http:*", sample = 0.1, attrs = { ... } }')
     for sub in rule:
         if sub not in RULE_KEYS:
             raise ConfigError(f"{key}.{sub}", rule[sub], "unknown key; valid keys: " + ", ".join(RULE_KEYS))
@@ -435,12 +431,7 @@ def _resource(table: Any, origin: str) -> dict[str, Any]:
     extra = table.get("attributes", {})
     if not isinstance(extra, Mapping):
         raise ConfigError("infratrace.attributes", extra, "expected a table of resource attributes")
-    service = (
-        table.get("service")
-        or os.environ.get("OTEL_SERVICE_NAME", "")
-        or table.get("project")
-        or _program_name()
-    )
+    service = table.get("service") or os.environ.get("OTEL_SERVICE_NAME", "") or table.get("project") or _program_name()
     resource: dict[str, Any] = dict(extra)
     resource.update(
         {

@@ -126,8 +126,8 @@ def _gen_wrapper(func: Callable[..., Generator[Any, Any, Any]], start: StartSpan
             token = _current.set(span)
             try:
                 if throw is not None:
-                    exc, throw = throw, None
-                    item = gen.throw(exc)
+                    thrown, throw = throw, None
+                    item = gen.throw(thrown)
                 else:
                     item = gen.send(send)
             except StopIteration as stop:
@@ -169,8 +169,8 @@ def _async_gen_wrapper(func: Callable[..., AsyncGenerator[Any, Any]], start: Sta
             token = _current.set(span)
             try:
                 if throw is not None:
-                    exc, throw = throw, None
-                    item = await agen.athrow(exc)
+                    thrown, throw = throw, None
+                    item = await agen.athrow(thrown)
                 else:
                     item = await agen.asend(send)
             except StopAsyncIteration:
@@ -225,18 +225,16 @@ def _named(prefix: str, entry_kind: str) -> Callable[..., Any]:
         def decorate(func: F) -> F:
             name_key = key or f"{func.__module__}.{func.__qualname__}"
             span_attrs = {"kind": entry_kind, "target": name_key, **(attrs or {})}
-            return traced(
-                f"{prefix}:{name_key}", span_attrs, kind=kind or INTERNAL, record_args=record_args
-            )(func)
+            return traced(f"{prefix}:{name_key}", span_attrs, kind=kind or INTERNAL, record_args=record_args)(func)
 
         return decorate
 
     decorator.__name__ = entry_kind
     decorator.__doc__ = (
-        f"``@infratrace.{entry_kind}(\"key\")``: every call of the function is a "
+        f'``@infratrace.{entry_kind}("key")``: every call of the function is a '
         f"``{prefix}:<key>`` child span (key defaults to ``module.qualname``). "
         "Arguments are recorded only with ``record_args=True``; exceptions mark the span "
-        "as an error and propagate unchanged. ``kind=\"client\"`` for remote calls."
+        'as an error and propagate unchanged. ``kind="client"`` for remote calls.'
     )
     return decorator
 

@@ -48,6 +48,5 @@ class MissingExtraError(ConfigError):
         super().__init__(
             key,
             driver,
-            f"the {driver!r} driver needs the package {missing!r}: "
-            f"pip install 'infratrace[{extra}]'",
+            f"the {driver!r} driver needs the package {missing!r}: pip install 'infratrace[{extra}]'",
         )

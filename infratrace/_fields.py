@@ -15,6 +15,7 @@ from typing import Any
 from . import _span
 from ._span import Span
 
+_orjson: Any
 try:  # orjson is ~10x faster than json for these records; json is the fallback.
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised only without the dependency
@@ -66,7 +67,7 @@ ENTRY_KINDS = frozenset({"method", "service", "trigger", "http", "web", "event",
 class ResourceView:
     """The process-wide resource as the formatters need it (rebuilt after a fork)."""
 
-    __slots__ = ("attributes", "service_name", "project", "profile", "role", "node", "pid", "instance", "json")
+    __slots__ = ("attributes", "instance", "json", "node", "pid", "profile", "project", "role", "service_name")
 
     def __init__(self, attributes: Mapping[str, Any]) -> None:
         self.attributes = dict(attributes)
@@ -143,9 +144,7 @@ def _entry(s: Span, r: ResourceView) -> str:
 
 
 def events_as_dicts(s: Span) -> list[dict[str, Any]]:
-    return [
-        {"name": name, "time_unix_nano": ts, "attributes": attrs} for name, ts, attrs in s._events or ()
-    ]
+    return [{"name": name, "time_unix_nano": ts, "attributes": attrs} for name, ts, attrs in s._events or ()]
 
 
 _GETTERS: dict[str, Getter] = {
@@ -203,11 +202,7 @@ ALIASES: dict[str, str] = {
 }
 
 FIELD_NAMES: frozenset[str] = frozenset(_GETTERS) | frozenset(ALIASES) | {"flag"}
-FIELD_HELP = (
-    "a field name ("
-    + ", ".join(sorted(FIELD_NAMES, key=str.lower))
-    + ") or attributes.<key>"
-)
+FIELD_HELP = "a field name (" + ", ".join(sorted(FIELD_NAMES, key=str.lower)) + ") or attributes.<key>"
 
 
 def canonical_name(name: str) -> str:
@@ -269,12 +264,80 @@ def span_record(s: Span, r: ResourceView, flag: str = "") -> dict[str, Any]:
     return record
 
 
+class StableJSONLine:
+    """``span_record`` + ``encode_json`` for the stable schema, built as one f-string:
+    about 20% cheaper per span. Names are low-cardinality, so their JSON form is
+    cached; the resource, project, profile and node are serialised once."""
+
+    __slots__ = ("_names", "_resource", "_service", "_tail")
+
+    def __init__(self, resource: ResourceView, flag: str = "") -> None:
+        self._resource = resource
+        tail = (
+            f',"resource":{_js(resource.attributes)},"project":{_js(resource.project)}'
+            f',"profile":{_js(resource.profile)},"node":{_js(resource.node)}'
+        )
+        self._tail = tail + (f',"flag":{_js(flag)}' if flag else "")
+        self._names: dict[str, str] = {}
+        self._service = _js(resource.service_name)
+
+    def __call__(self, s: Span) -> str:
+        global _utc_cache
+        off = _span._clock_offset_ns
+        t0 = s._t0
+        t1 = s._t1
+        start = t0 + off
+        end = t1 + off
+        attrs = s.attributes
+        name = s.name
+        name_json = self._names.get(name)
+        if name_json is None:
+            if len(self._names) > 10_000:
+                self._names.clear()
+            name_json = self._names[name] = _js(name)
+        sec = start // 1_000_000_000
+        cached = _utc_cache
+        if cached[0] != sec:
+            cached = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+            _utc_cache = cached
+        pid = s._pid
+        st = s._status
+        if st is None:
+            status = '"status":"ok","status_code":0,"status_message":""'
+        else:
+            status = f'"status":"{st[0]}","status_code":{int(st[1])},"status_message":{_js(st[2])}'
+        service = attrs.get("service")
+        target = attrs.get("target")
+        line = (
+            f'{{"trace_id":"{"%032x" % s._tid}","span_id":"{"%016x" % s._sid}",'
+            f'"parent_span_id":"{"%016x" % pid if pid else ""}","name":{name_json},"kind":"{s.kind}",'
+            f'"service_name":{_js(service) if service else self._service},'
+            f'"target":{_js(target) if target is not None else _EMPTY},{status},'
+            f'"start_time_unix_nano":{start},"end_time_unix_nano":{end},"duration_ms":{(t1 - t0) / 1e6!r},'
+            f'"start_ms":{start // 1_000_000},"end_ms":{end // 1_000_000},'
+            f'"timestamp":"{cached[1]}.{"%06d" % ((start % 1_000_000_000) // 1000)}Z",'
+            f'"attributes":{encode_json(attrs).decode("utf-8")}{self._tail}'
+        )
+        if s._events:
+            line += f',"events":{encode_json(events_as_dicts(s)).decode("utf-8")}}}'
+        else:
+            line += "}"
+        return line
+
+
+_EMPTY = '""'
+
+
+def _js(value: Any) -> str:
+    return encode_json(value).decode("utf-8")
+
+
 class RecordShape:
     """The ``fields`` of a connection: ``None`` → the stable schema; a list → exactly
     those fields, keyed by the names given; a table → the stable schema with the
     listed fields renamed (and any non-default field listed there added)."""
 
-    __slots__ = ("_plan", "_flag", "_renamed")
+    __slots__ = ("_flag", "_plan", "_renamed")
 
     def __init__(self, fields: Sequence[str] | Mapping[str, str] | None, flag: str = "") -> None:
         self._flag = flag
@@ -375,7 +438,7 @@ if _orjson is not None:
     def encode_json(value: Any) -> bytes:
         """Compact UTF-8 JSON; values JSON cannot hold are written as their ``str()``."""
         try:
-            return _dumps(value, default=_json_default)
+            return _dumps(value, default=_json_default)  # type: ignore[no-any-return]
         except TypeError:  # e.g. an int beyond 64 bits: the slower encoder copes
             return _stdlib_json(value)
 
@@ -387,6 +450,6 @@ else:  # pragma: no cover
 
 
 def _stdlib_json(value: Any) -> bytes:
-    return json.dumps(
-        value, separators=(",", ":"), ensure_ascii=False, default=_json_default, skipkeys=True
-    ).encode("utf-8", "replace")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default, skipkeys=True).encode(
+        "utf-8", "replace"
+    )

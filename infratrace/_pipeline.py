@@ -72,9 +72,7 @@ class ConnectionRunner:
         self._suppressed = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._run, name=f"infratrace-conn-{self.name}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"infratrace-conn-{self.name}", daemon=True)
         self._thread.start()
 
     # -- flusher side ---------------------------------------------------------------
@@ -195,8 +193,7 @@ class Pipeline:
         self.config = config
         self.resource = ResourceView({**config.resource, "process.pid": os.getpid()})
         self.runners = [
-            ConnectionRunner(conn, driver, self.resource)
-            for conn, driver in zip(config.connections, drivers)
+            ConnectionRunner(conn, driver, self.resource) for conn, driver in zip(config.connections, drivers, strict=True)
         ]
         self.capacity = max((c.buffer for c in config.connections), default=1024)
         self._wake_at = max(1, self.capacity // 2)

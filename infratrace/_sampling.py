@@ -49,7 +49,7 @@ class Sampler:
     """``keep(span, factor)``: keep when ``hash01(key) <= ratio × factor``; the first
     matching rule's ratio replaces ``rate``; errors are kept when ``error = true``."""
 
-    __slots__ = ("rate", "keep_errors", "key", "rules", "keeps_everything")
+    __slots__ = ("keep_errors", "keeps_everything", "key", "rate", "rules")
 
     def __init__(self, config: SampleConfig) -> None:
         self.rate = config.rate

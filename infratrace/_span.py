@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from random import getrandbits
 from types import TracebackType
-from collections.abc import Callable
 from typing import Any, Literal, Union
 
 __all__ = [
@@ -57,7 +57,7 @@ class SpanContext:
     Produced by :func:`infratrace.extract`; pass it as ``parent=`` to continue a trace.
     """
 
-    __slots__ = ("_tid", "_sid", "_ctx", "is_remote")
+    __slots__ = ("_ctx", "_sid", "_tid", "is_remote")
 
     def __init__(
         self,
@@ -97,10 +97,11 @@ class SpanContext:
         return f"SpanContext(trace_id={self.trace_id}, span_id={self.span_id}, flags={self.flags:02x})"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, SpanContext)
-            and (self._tid, self._sid, self.flags, self.tracestate)
-            == (other._tid, other._sid, other.flags, other.tracestate)
+        return isinstance(other, SpanContext) and (self._tid, self._sid, self.flags, self.tracestate) == (
+            other._tid,
+            other._sid,
+            other.flags,
+            other.tracestate,
         )
 
     def __hash__(self) -> int:
@@ -109,9 +110,7 @@ class SpanContext:
 
 Parent = Union["Span", "NonRecordingSpan", SpanContext]
 
-_current: ContextVar[Span | NonRecordingSpan | None] = ContextVar(
-    "infratrace_current_span", default=None
-)
+_current: ContextVar[Span | NonRecordingSpan | None] = ContextVar("infratrace_current_span", default=None)
 
 
 def current_span() -> Span | NonRecordingSpan | None:
@@ -132,25 +131,59 @@ def set_sink(sink: Callable[[Span], None]) -> None:
     _sink = sink
 
 
-class Span:
+class _Identity:
+    """Ids and propagation fields shared by recording and non-recording spans."""
+
+    __slots__ = ()
+    _tid: int
+    _sid: int
+    _pid: int
+    _ctx: tuple[int, str] | None
+
+    @property
+    def trace_id(self) -> str:
+        return "%032x" % self._tid
+
+    @property
+    def span_id(self) -> str:
+        return "%016x" % self._sid
+
+    @property
+    def parent_span_id(self) -> str:
+        return "%016x" % self._pid if self._pid else ""
+
+    @property
+    def flags(self) -> int:
+        return 1 if self._ctx is None else self._ctx[0]
+
+    @property
+    def tracestate(self) -> str:
+        return "" if self._ctx is None else self._ctx[1]
+
+    @property
+    def context(self) -> SpanContext:
+        return SpanContext(self._tid, self._sid, self.flags, self.tracestate, False)
+
+
+class Span(_Identity):
     """A span that is being recorded. Use as a context manager (sync or async) or end
     it with :meth:`end`. It is the current span from :func:`infratrace.begin` until it
     ends, so spans begun meanwhile in the same context become its children."""
 
     # Few slots, lazily filled: each assignment on begin() costs ~15 ns.
     __slots__ = (
-        "name",
-        "kind",
-        "attributes",
-        "_tid",
-        "_sid",
+        "_ctx",  # None (flags 01, no tracestate) or (flags, tracestate) from the parent
+        "_events",  # None or [(name, unix_ns, attributes)]
         "_pid",
+        "_sid",
+        "_status",  # None (ok, no message) or (status, code, message)
         "_t0",
         "_t1",
+        "_tid",
         "_token",
-        "_status",  # None (ok, no message) or (status, code, message)
-        "_events",  # None or [(name, unix_ns, attributes)]
-        "_ctx",  # None (flags 01, no tracestate) or (flags, tracestate) from the parent
+        "attributes",
+        "kind",
+        "name",
     )
 
     def __init__(
@@ -177,31 +210,6 @@ class Span:
         self._token: Token[Span | NonRecordingSpan | None] | None = None
         self._t1 = 0
         self._t0 = _perf_ns()
-
-    # -- identity -----------------------------------------------------------------
-    @property
-    def trace_id(self) -> str:
-        return f"{self._tid:032x}"
-
-    @property
-    def span_id(self) -> str:
-        return f"{self._sid:016x}"
-
-    @property
-    def parent_span_id(self) -> str:
-        return f"{self._pid:016x}" if self._pid else ""
-
-    @property
-    def flags(self) -> int:
-        return 1 if self._ctx is None else self._ctx[0]
-
-    @property
-    def tracestate(self) -> str:
-        return "" if self._ctx is None else self._ctx[1]
-
-    @property
-    def context(self) -> SpanContext:
-        return SpanContext(self._tid, self._sid, self.flags, self.tracestate, False)
 
     @property
     def is_recording(self) -> bool:
@@ -358,12 +366,12 @@ class Span:
         return f"<Span {self.name!r} trace={self.trace_id} span={self.span_id} {self.kind} {state}>"
 
 
-class NonRecordingSpan:
+class NonRecordingSpan(_Identity):
     """A span that writes nothing but keeps its trace identity, so children and
     propagated headers stay in the right trace. Returned when a span is not recorded
     (per-request span budget exhausted, tracing shut down, a failing custom hook)."""
 
-    __slots__ = ("name", "_tid", "_sid", "_pid", "_ctx", "_token", "_ended")
+    __slots__ = ("_ctx", "_ended", "_pid", "_sid", "_tid", "_token", "name")
 
     kind = INTERNAL
     status: Status = STATUS_OK
@@ -382,13 +390,6 @@ class NonRecordingSpan:
             self._ctx = parent._ctx
         self._ended = False
         self._token = _current.set(self) if make_current else None
-
-    trace_id = Span.trace_id
-    span_id = Span.span_id
-    parent_span_id = Span.parent_span_id
-    flags = Span.flags
-    tracestate = Span.tracestate
-    context = Span.context
 
     @property
     def ended(self) -> bool:

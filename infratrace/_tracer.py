@@ -12,13 +12,13 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from ._config import Config, ConfigSource, load_config
-from ._errors import ConfigError
-from ._pipeline import Pipeline
-from ._registry import Driver, get_driver_factory
 from . import _span
 from ._budget import _active as _active_budget
 from ._budget import dropped_total
+from ._config import Config, load_config
+from ._errors import ConfigError
+from ._pipeline import Pipeline
+from ._registry import Driver, get_driver_factory
 from ._span import (
     CLIENT,
     CONSUMER,

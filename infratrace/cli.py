@@ -1,9 +1,9 @@
 """The ``infratrace`` command: read JSON-lines span files back as trace trees.
 
-    infratrace tree demo-output/traces.jsonl            # every trace, as a tree
-    infratrace tree traces.jsonl --trace <trace_id>     # one trace
-    infratrace stats traces.jsonl                        # spans per name / status
-    infratrace check infratrace.toml                     # validate a configuration
+infratrace tree demo-output/traces.jsonl            # every trace, as a tree
+infratrace tree traces.jsonl --trace <trace_id>     # one trace
+infratrace stats traces.jsonl                        # spans per name / status
+infratrace check infratrace.toml                     # validate a configuration
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def build_trees(spans: Sequence[dict[str, Any]]) -> dict[str, list[tuple[dict[st
     trees: dict[str, list[tuple[dict[str, Any], list[Any]]]] = {}
     for trace_id, members in by_trace.items():
         members.sort(key=lambda s: s.get("start_time_unix_nano", 0))
-        nodes = {s["span_id"]: (s, []) for s in members}
-        roots = []
+        nodes: dict[str, tuple[dict[str, Any], list[Any]]] = {s["span_id"]: (s, []) for s in members}
+        roots: list[tuple[dict[str, Any], list[Any]]] = []
         for span in members:
             parent = nodes.get(span.get("parent_span_id") or "")
             (parent[1] if parent else roots).append(nodes[span["span_id"]])

@@ -21,17 +21,12 @@ class ConsoleDriver:
         self._encode = LineEncoder(config)
 
     def write(self, spans: Sequence[Span], resource: ResourceView) -> None:
-        out = bytearray()
-        err = bytearray()
-        encode = self._encode
-        for span in spans:
-            target = err if span.status == STATUS_ERROR else out
-            target += encode(span, resource)
-            target += b"\n"
-        if out:
-            _emit(sys.stdout, out)
-        if err:
-            _emit(sys.stderr, err)
+        failed = [s for s in spans if s.status == STATUS_ERROR]
+        if failed:
+            _emit(sys.stderr, self._encode, failed, resource)
+            spans = [s for s in spans if s.status != STATUS_ERROR]
+        if spans:
+            _emit(sys.stdout, self._encode, spans, resource)
 
     def close(self) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -41,7 +36,8 @@ class ConsoleDriver:
                 pass
 
 
-def _emit(stream: TextIO, data: bytearray) -> None:
-    # Looked up at write time, so redirected/captured streams are honoured.
-    stream.write(data.decode("utf-8", "replace"))
+def _emit(stream: TextIO, encoder: LineEncoder, spans: Sequence[Span], resource: ResourceView) -> None:
+    # `stream` is looked up at write time, so redirected/captured streams are honoured.
+    for data, _ in encoder.chunks(spans, resource):
+        stream.write(data.decode("utf-8", "replace"))
     stream.flush()

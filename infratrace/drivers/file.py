@@ -109,9 +109,8 @@ class FileDriver:
             if self.max_size or self.max_lines:
                 self._write_limited(spans, resource)
             else:
-                buffer = bytearray()
-                count = self._encode.encode_into(buffer, spans, resource)
-                self._append(buffer, count)
+                for data, count in self._encode.chunks(spans, resource):
+                    self._append(data, count)
         finally:
             if self.lock:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -123,7 +122,7 @@ class FileDriver:
         buffer = bytearray()
         count = 0
         for span in spans:
-            line = encode(span, resource) + b"\n"
+            line = encode.encode((span,), resource)
             pending = self._size + len(buffer)
             size_full = self.max_size and pending + len(line) > self.max_size
             lines_full = self.max_lines and self._lines + count >= self.max_lines

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -20,7 +21,7 @@ from infratrace import register_driver
 class Recording:
     """A driver that keeps what it is given (optionally failing or blocking)."""
 
-    instances: list[Recording] = []
+    instances: ClassVar[list[Recording]] = []
 
     def __init__(self, config, *, fail: bool = False, gate: threading.Event | None = None) -> None:
         self.spans: list[str] = []
