@@ -194,6 +194,11 @@ class TracedReceiver:
         span.end()
         return result
 
+    def __getattr__(self, name: str) -> Any:
+        # send_robust() logs receiver.__qualname__; anything else asked of the
+        # receiver is answered by it too.
+        return getattr(self.receiver, name)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, TracedReceiver):
             other = other.receiver
