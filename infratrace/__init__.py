@@ -143,3 +143,8 @@ def force_flush(timeout: float | None = 30.0) -> bool:
 def shutdown(timeout: float | None = 30.0) -> bool:
     """Flush and close every connection (also run at interpreter exit)."""
     return _tracer._hook.shutdown(timeout)
+
+
+# The functions above document the API; at run time the names are the installed
+# hook's own bound methods (see set_hook), saving a call per span.
+_tracer._bind_public(_tracer._hook)

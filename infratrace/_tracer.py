@@ -131,6 +131,11 @@ class Tracer:
         kind: str | None = None,
         parent: Parent | None = None,
     ) -> Span | NonRecordingSpan:
+        """Begin a span; it is the current span until it ends. Use it as a context
+        manager (``with``/``async with``) or call ``.end()``. ``kind`` is one of
+        ``internal server client producer consumer`` (default: implied by
+        ``attrs["kind"]``); ``parent`` defaults to the current span (pass an
+        :func:`infratrace.extract`-ed context to continue a remote trace)."""
         try:
             if parent is None:
                 parent = _current.get()
@@ -324,7 +329,18 @@ def set_hook(hook: TraceHook | None) -> TraceHook:
     _hook = hook if hook is not None else _tracer
     if _hook is _tracer:
         _span.set_sink(_tracer._submit)
+    _bind_public(_hook)
     return previous
+
+
+def _bind_public(hook: TraceHook) -> None:
+    """``infratrace.begin``/``start_span``/``trace`` are the hook's bound methods
+    themselves (no wrapper call on the hot path); rebound when the hook changes."""
+    import infratrace
+
+    infratrace.begin = hook.begin  # type: ignore[assignment]
+    infratrace.start_span = hook.start_span  # type: ignore[assignment]
+    infratrace.trace = hook.trace  # type: ignore[assignment]
 
 
 def _at_exit() -> None:
