@@ -1,0 +1,168 @@
+"""The Flask extension: ``InfraTrace(app)`` or ``InfraTrace().init_app(app)``.
+
+It configures infratrace, validates the options, wraps ``app.wsgi_app`` in the
+``http:`` middleware and connects the few Flask hooks that know the matched rule,
+the endpoint, the unhandled exception and the final response."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flask
+import flask.signals
+from flask import Flask, request
+
+import infratrace
+from infratrace import ConfigError, Tracer
+from infratrace.web import WebOptions
+
+from . import _signals
+from ._middleware import TraceMiddleware, current_request
+from ._views import is_wrapped, wrap_view
+
+__all__ = ["APP_CONFIG_KEY", "OPTIONS_CONFIG_KEY", "AppTracing", "InfraTrace"]
+
+APP_CONFIG_KEY = "INFRATRACE"  # infratrace's own configuration (TOML path/string/mapping)
+OPTIONS_CONFIG_KEY = "INFRATRACE_FLASK"  # this extension's options
+EXTRA_KEYS = ("signals", "signals_exclude")
+
+
+class AppTracing:
+    """Per-application state, kept in ``app.extensions["infratrace"]``."""
+
+    __slots__ = ("app", "options", "signals", "traced_signal_ids")
+
+    def __init__(self, app: Flask, options: WebOptions, signals: tuple[_signals.TracedSignal, ...]) -> None:
+        self.app = app
+        self.options = options
+        self.signals = signals
+        self.traced_signal_ids = frozenset(id(traced.signal) for traced in signals)
+
+    @property
+    def service(self) -> str:
+        return self.options.service
+
+    def update(self, options: WebOptions, signals: tuple[_signals.TracedSignal, ...]) -> None:
+        self.options = options
+        self.signals = signals
+        self.traced_signal_ids = frozenset(id(traced.signal) for traced in signals)
+
+
+class InfraTrace:
+    """Trace every request of a Flask app: ``http:<METHOD> <rule>`` (server),
+    ``web:<endpoint>`` (the view) and ``event:<signal>`` (signal receivers).
+
+    Options (keyword arguments here or in ``init_app``, or the mapping
+    ``app.config["INFRATRACE_FLASK"]``; ``init_app`` keywords win, then the app config,
+    then the constructor's): the :class:`infratrace.web.WebOptions` keys
+    (``excluded_paths``, ``request_headers``, ``response_headers``,
+    ``sensitive_headers``, ``request_hook``, ``response_hook``,
+    ``response_traceparent``, ``span_budget``, ``service``) plus ``signals`` (allow
+    list, default :data:`DEFAULT_SIGNALS`) and ``signals_exclude`` (deny list).
+
+    infratrace itself is configured from ``app.config["INFRATRACE"]`` (a TOML file
+    path, a TOML string or a mapping of the TOML's shape) when set, else — if nothing
+    configured it yet — from ``$INFRATRACE_CONFIG`` (or the defaults)."""
+
+    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+        self._options = options
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, **options: Any) -> AppTracing:
+        """Instrument ``app`` (again: the options are replaced, nothing is wrapped twice).
+        Raises :class:`infratrace.ConfigError` naming the bad key."""
+        web_options, signals = _load_options(app, {**self._options, **options})
+        _configure_tracing(app)
+        _signals.install(signals)
+        existing = app.extensions.get(_signals.EXTENSION_KEY)
+        if isinstance(existing, AppTracing):
+            existing.update(web_options, signals)
+            return existing
+        tracing = AppTracing(app, web_options, signals)
+        app.extensions[_signals.EXTENSION_KEY] = tracing
+        app.wsgi_app = TraceMiddleware(app.wsgi_app, tracing)  # type: ignore[method-assign]
+        _connect_hooks(app, tracing)
+        return tracing
+
+
+def _load_options(app: Flask, options: Mapping[str, Any]) -> tuple[WebOptions, tuple[_signals.TracedSignal, ...]]:
+    from_config = app.config.get(OPTIONS_CONFIG_KEY) or {}
+    if not isinstance(from_config, Mapping):
+        raise ConfigError(OPTIONS_CONFIG_KEY, from_config, "expected a mapping of options", "app.config")
+    merged = {**from_config, **options}
+    source = "app.config" if from_config else "InfraTrace()"
+    web_options = WebOptions.from_mapping(merged, OPTIONS_CONFIG_KEY, EXTRA_KEYS, source=source)
+    try:
+        signals = _signals.resolve_signals(
+            web_options.extra.get("signals"), web_options.extra.get("signals_exclude"), OPTIONS_CONFIG_KEY
+        )
+    except ConfigError as exc:
+        raise exc.with_source(source) from None
+    return web_options, signals
+
+
+_configured_from: list[Any] = []  # the last app.config["INFRATRACE"] applied
+
+
+def _configure_tracing(app: Flask) -> None:
+    source = app.config.get(APP_CONFIG_KEY)
+    if source is None:
+        hook = infratrace.get_hook()
+        if isinstance(hook, Tracer) and hook.config is None:
+            infratrace.configure(None)  # $INFRATRACE_CONFIG: fail at start-up, not at the first span
+        return
+    if _configured_from and _configured_from[0] == source:
+        return  # several apps sharing one configuration: one pipeline
+    try:
+        infratrace.configure(source)
+    except ConfigError as exc:
+        raise ConfigError(exc.key, exc.value, exc.expected, f'app.config["{APP_CONFIG_KEY}"] ({exc.source})') from None
+    _configured_from[:] = [source]
+
+
+def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
+    # A URL value preprocessor runs for every request, matched or not, before any
+    # before_request function could answer instead of the view: the earliest
+    # documented per-request hook that sees the matched rule.
+    def trace_route(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        trace = current_request()
+        if trace is None:
+            return
+        try:
+            req = request._get_current_object()  # type: ignore[attr-defined]
+            rule = req.url_rule
+            if rule is not None:
+                trace.set_route(rule.rule)
+                views = app.view_functions
+                view = views.get(rule.endpoint)
+                if view is not None and not is_wrapped(view):
+                    views[rule.endpoint] = wrap_view(view, rule.endpoint, tracing.options.service)
+            if tracing.options.request_hook is not None:
+                tracing.options.run_request_hook(trace.span, req)
+        except Exception:
+            pass
+
+    app.url_value_preprocessor(trace_route)
+
+    def record_exception(sender: Flask, exception: BaseException, **extra: Any) -> None:
+        trace = current_request()
+        if trace is not None:
+            trace.exc = exception
+
+    # request_finished carries the final response (after every after_request
+    # function, error pages included): whether its body is still to be produced
+    # (streamed) or the request is complete, and what the response hook wants.
+    def response_ready(sender: Flask, response: flask.Response, **extra: Any) -> None:
+        trace = current_request()
+        if trace is None:
+            return
+        trace.streamed = response.is_streamed
+        options = tracing.options
+        if options.response_hook is not None:
+            options.run_response_hook(trace.span, request._get_current_object(), response)  # type: ignore[attr-defined]
+
+    # weak=False: the closures live as long as the app.
+    flask.signals.got_request_exception.connect(_signals.mark_internal(record_exception), app, weak=False)
+    flask.signals.request_finished.connect(_signals.mark_internal(response_ready), app, weak=False)

@@ -1,0 +1,249 @@
+"""The WSGI middleware around ``app.wsgi_app``: one ``http:`` server span per request,
+from the moment Flask gets the environ until the last byte of the body has been
+handed to the server (or the server closed the body), so errors Flask does not catch
+and streamed responses are covered.
+
+Each request runs in a copy of the caller's ``contextvars`` context. The ``http:`` span
+is current inside it (so the view's spans are its children), the body is iterated
+inside it again (so a ``stream_with_context`` generator's spans are children too), and
+nothing leaks into the server thread when the call returns with the body unsent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import Context, ContextVar, copy_context
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import infratrace
+from infratrace import NonRecordingSpan, Span, SpanBudget
+from infratrace.web import WebOptions, finish_http_span, http_span_name, request_attributes
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["RequestTrace", "TraceMiddleware", "current_request"]
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+
+# Set inside the request's own (copied) context, so it needs no reset.
+_request: ContextVar[RequestTrace | None] = ContextVar("infratrace_flask_request", default=None)
+
+
+def current_request() -> RequestTrace | None:
+    """The traced request being handled in this context (``None``: not traced)."""
+    return _request.get()
+
+
+class OptionsSource(Protocol):
+    """Where the middleware reads the app's current options (re-``init_app`` swaps them)."""
+
+    @property
+    def options(self) -> WebOptions: ...
+
+
+class RequestTrace:
+    """One traced request: its ``http:`` span, status, route and span budget."""
+
+    __slots__ = ("_start_response", "budget", "exc", "finished", "method", "options", "route", "span", "status_code", "streamed")
+
+    def __init__(
+        self,
+        span: Span | NonRecordingSpan,
+        budget: SpanBudget | None,
+        options: WebOptions,
+        method: str,
+        start_response: StartResponse,
+    ) -> None:
+        self.span = span
+        self.budget = budget
+        self.options = options
+        self.method = method
+        self.status_code: int | None = None
+        self.route: str | None = None
+        self.exc: BaseException | None = None
+        self.finished = False
+        self.streamed: bool | None = None  # known once Flask has the final response
+        self._start_response = start_response
+
+    def set_route(self, route: str) -> None:
+        """The matched URL rule (``/users/<int:user_id>``) names the span."""
+        self.route = route
+        span = self.span
+        span.name = http_span_name(self.method, route)
+        span.set_attribute("http.route", route)
+        span.set_attribute("target", route)
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
+        try:
+            self.status_code = int(status[:3])
+            options = self.options
+            if options.response_headers:
+                self.span.set_attributes(options.header_attributes("response", headers))
+            if options.response_traceparent:
+                header = options.response_traceparent_header(self.span)
+                if header is not None:
+                    headers = [*headers, header]
+        except Exception:
+            pass
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        """End the ``http:`` span (once): 5xx or an exception → error."""
+        if self.finished:
+            return
+        self.finished = True
+        exc = exc or self.exc
+        status = self.status_code
+        if exc is not None and status is None:
+            status = 500  # what the server answers when the exception reaches it
+        finish_http_span(self.span, status, exc, self.budget)
+
+
+class TraceMiddleware:
+    """Wraps ``app.wsgi_app``; ``InfraTrace.init_app`` installs it."""
+
+    def __init__(self, wsgi_app: WSGIApplication, source: OptionsSource) -> None:
+        self.wsgi_app = wsgi_app
+        self.source = source
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        options = self.source.options
+        if options.excluded_paths and options.excluded(environ.get("PATH_INFO", "")):
+            return self.wsgi_app(environ, start_response)
+        context = copy_context()
+        return context.run(self._traced_call, context, options, environ, start_response)
+
+    def _traced_call(
+        self, context: Context, options: WebOptions, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        trace = _begin(options, environ, start_response)
+        if trace is None:
+            return self.wsgi_app(environ, start_response)
+        try:
+            body = self.wsgi_app(environ, trace.start_response)
+        except BaseException as exc:
+            trace.finish(exc)
+            raise
+        if trace.streamed is False:
+            # The body is already in memory: the request is complete now. (Also
+            # the only way to end it under test clients that never close bodies.)
+            trace.finish()
+            return body
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+            # Keep the server's sendfile() path: wrapping would hide the file.
+            trace.finish()
+            return body
+        return TracedBody(body, trace, context)
+
+
+def _begin(options: WebOptions, environ: WSGIEnvironment, start_response: StartResponse) -> RequestTrace | None:
+    try:
+        method = environ.get("REQUEST_METHOD", "GET")
+        parent = None
+        traceparent = environ.get("HTTP_TRACEPARENT")
+        if traceparent:
+            parent = infratrace.parse_traceparent(traceparent, environ.get("HTTP_TRACESTATE", ""))
+        span = infratrace.begin(
+            http_span_name(method, None), _request_attributes(environ, method, options), kind="server", parent=parent
+        )
+        if options.request_headers:
+            span.set_attributes(options.header_attributes("request", _request_headers(environ, options)))
+        trace = RequestTrace(span, options.new_budget(), options, method, start_response)
+        _request.set(trace)
+        return trace
+    except Exception:
+        return None
+
+
+def _request_attributes(environ: WSGIEnvironment, method: str, options: WebOptions) -> dict[str, Any]:
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    if not path.isascii():  # WSGI strings are latin-1 decoded bytes
+        path = path.encode("latin-1").decode("utf-8", "replace")
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
+    if host.startswith("["):  # [::1]:8000
+        address, _, port_text = host[1:].partition("]")
+        port_text = port_text[1:]
+    else:
+        address, _, port_text = host.partition(":")
+    if not port_text:
+        port_text = environ.get("SERVER_PORT", "")
+    protocol = environ.get("SERVER_PROTOCOL", "")
+    return request_attributes(
+        framework="flask",
+        method=method,
+        path=path or "/",
+        scheme=environ.get("wsgi.url_scheme", "http"),
+        server_address=address or None,
+        server_port=int(port_text) if port_text.isdigit() else None,
+        client_address=environ.get("REMOTE_ADDR") or None,
+        user_agent=environ.get("HTTP_USER_AGENT") or None,
+        protocol_version=protocol[5:] if protocol.startswith("HTTP/") else None,
+        service=options.service,
+    )
+
+
+def _request_headers(environ: WSGIEnvironment, options: WebOptions) -> Iterator[tuple[str, str]]:
+    for name in options.request_headers:
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        value = environ.get(key)
+        if value is not None:
+            yield name, value
+
+
+class TracedBody:
+    """The response body, passed through chunk by chunk; the ``http:`` span ends when
+    it is exhausted, fails, or is closed early (then ``infratrace.response_incomplete``)."""
+
+    __slots__ = ("_body", "_context", "_iterator", "_trace")
+
+    def __init__(self, body: Iterable[bytes], trace: RequestTrace, context: Context) -> None:
+        self._body = body
+        self._iterator = iter(body)
+        self._trace = trace
+        self._context = context
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return _run(self._context, next, self._iterator)  # type: ignore[no-any-return]
+        except StopIteration:
+            _run(self._context, self._trace.finish)
+            raise
+        except BaseException as exc:
+            _run(self._context, self._trace.finish, exc)
+            raise
+
+    def close(self) -> None:
+        trace = self._trace
+        try:
+            close: Callable[[], None] | None = getattr(self._body, "close", None)
+            if close is not None:
+                _run(self._context, close)
+        except BaseException as exc:
+            _run(self._context, trace.finish, exc)
+            raise
+        if not trace.finished:
+            try:
+                trace.span.set_attribute("infratrace.response_incomplete", True)
+            except Exception:
+                pass
+            _run(self._context, trace.finish)
+
+
+def _run(context: Context, func: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return context.run(func, *args)
+    except RuntimeError as exc:
+        # Only when the server iterates the body from inside this very context
+        # (the context is already entered): then it is current anyway.
+        if "already entered" not in str(exc):
+            raise
+        return func(*args)
