@@ -1,0 +1,50 @@
+"""Views of the example shop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views import View
+
+from . import services
+
+
+def health(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+class UserView(View):
+    def get(self, request: HttpRequest, pk: int) -> JsonResponse:
+        return JsonResponse({"id": pk, "name": f"user{pk}"})
+
+
+def order(request: HttpRequest, order_id: int) -> JsonResponse:
+    return JsonResponse(services.place_order(order_id, ["book", "pen"]))
+
+
+def report(request: HttpRequest) -> StreamingHttpResponse:
+    def rows() -> Iterator[bytes]:
+        for index in range(3):
+            yield f"row {index}\n".encode()
+
+    return StreamingHttpResponse(rows(), content_type="text/plain")
+
+
+async def ticker(request: HttpRequest) -> StreamingHttpResponse:
+    async def ticks() -> AsyncIterator[bytes]:
+        for index in range(3):
+            await asyncio.sleep(0.01)
+            yield f"tick {index}\n".encode()
+
+    return StreamingHttpResponse(ticks(), content_type="text/plain")
+
+
+async def async_hello(request: HttpRequest) -> JsonResponse:
+    await asyncio.sleep(0)
+    return JsonResponse({"hello": "async"})
+
+
+def fail(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError("payment backend unreachable")
