@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from infratrace_asgi import TraceMiddleware
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -15,7 +16,6 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 import infratrace
-from infratrace_asgi import TraceMiddleware
 
 # Wall-clock times at which the streaming endpoints yielded their last chunk.
 LAST_CHUNK_NS: dict[str, int] = {}

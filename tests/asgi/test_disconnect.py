@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from infratrace_asgi import TraceMiddleware
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
-
-from infratrace_asgi import TraceMiddleware
 
 WAIT = 5.0
 

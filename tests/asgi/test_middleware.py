@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from infratrace_asgi import TraceMiddleware
 
 import infratrace
 from infratrace import ConfigError
-from infratrace_asgi import TraceMiddleware
 
 from .app import LAST_CHUNK_NS
 
@@ -106,7 +106,7 @@ def test_head_request(span_file: Any, client_for: Any) -> None:
 def test_exception_marks_error_and_propagates_unchanged(span_file: Any, client_for: Any) -> None:
     out = span_file()
     client = client_for()
-    with pytest.raises(RuntimeError, match="^database is down$"):
+    with pytest.raises(RuntimeError, match=r"^database is down$"):
         client.get("/boom")
     assert client_for(raise_server_exceptions=False).get("/boom").status_code == 500
     spans = [span for span in out.spans() if span["name"] == "http:GET /boom"]
@@ -209,8 +209,11 @@ def test_excluded_paths_make_no_spans(span_file: Any, client_for: Any) -> None:
     assert client.get("/health").status_code == 200
     assert client.get("/teapot").status_code == 418
     names = [span["name"] for span in out.spans() if not span["name"].startswith("event:")]
-    assert "http:GET /health" not in names and "http:GET /teapot" in names
-    assert "service:user.profile" in names, "code inside an excluded request still traces (as roots)"
+    assert "http:GET /health" not in names and "web:tests.asgi.app.health" not in names
+    assert "http:GET /teapot" in names and "web:tests.asgi.app.teapot" in names
+    # As with OpenTelemetry's excluded URLs: spans the app makes itself start their own traces.
+    (service,) = [span for span in out.spans() if span["name"] == "service:user.profile"]
+    assert service["parent_span_id"] == ""
 
 
 def test_header_capture_with_redaction(span_file: Any, client_for: Any) -> None:

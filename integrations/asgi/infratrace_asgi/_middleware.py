@@ -14,7 +14,7 @@ from infratrace.web import WebOptions
 from ._context import activate, restore
 from ._http import HttpCycle
 from ._lifespan import LifespanCycle
-from ._routes import STATE_KEY, RouteTable, find_router
+from ._routes import EXCLUDED, STATE_KEY, RouteTable, find_router
 from ._websocket import WebSocketCycle
 
 __all__ = ["TraceMiddleware"]
@@ -56,6 +56,7 @@ class TraceMiddleware:
         options = self.options
         try:
             if options.excluded_paths and options.excluded(scope.get("path", "")):
+                scope[STATE_KEY] = EXCLUDED
                 cycle = None
             else:
                 cycle = HttpCycle(scope, receive, send, options, self._route_table(scope), self.record_messages)
@@ -82,6 +83,7 @@ class TraceMiddleware:
         options = self.options
         try:
             if options.excluded_paths and options.excluded(scope.get("path", "")):
+                scope[STATE_KEY] = EXCLUDED
                 cycle = None
             else:
                 cycle = WebSocketCycle(scope, receive, send, options, self._route_table(scope))

@@ -20,11 +20,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import infratrace
 
-__all__ = ["STATE_KEY", "EndpointSpan", "RouteTable", "endpoint_name", "find_router"]
+__all__ = ["EXCLUDED", "STATE_KEY", "EndpointSpan", "RouteTable", "endpoint_name", "find_router"]
 
-# Where the middleware leaves its per-request state in the scope. A mutable object in
-# the scope survives middleware that copy the scope dict on the way down.
+# Where the middleware leaves its per-request state in the scope (a mutable object in
+# the scope survives middleware that copy the scope dict on the way down), or
+# EXCLUDED for a request on an excluded path: no web: span either.
 STATE_KEY = "infratrace.request"
+EXCLUDED = False
 MAX_APP_DEPTH = 32
 
 
@@ -64,6 +66,9 @@ class EndpointSpan:
         try:
             state = scope.get(STATE_KEY)
             if state is not None:
+                if state is EXCLUDED:
+                    await self.app(scope, receive, send)
+                    return
                 state.route = self.template
             span = infratrace.begin(self.name, self.attributes, kind="internal")
         except Exception:  # tracing must never break the endpoint

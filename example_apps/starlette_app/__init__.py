@@ -1,0 +1,1 @@
+"""A small Starlette shop traced by ``infratrace_asgi.TraceMiddleware``."""
