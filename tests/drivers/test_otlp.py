@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceRequest,
@@ -46,7 +46,8 @@ def driver(setting: dict[str, Any], **conn: Any) -> OTLPDriver:
 
 
 def decode(body: bytes) -> ExportTraceServiceRequest:
-    return ExportTraceServiceRequest.FromString(body)
+    request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(body)
+    return request
 
 
 def spans_by_id(request: ExportTraceServiceRequest) -> dict[str, dict[str, Any]]:
@@ -114,8 +115,8 @@ endpoint = "{collector.url}"
     ours = decode(collector.wait_for(1)[0].body)
 
     # The same span tree through the SDK, ids and times pinned to ours.
-    spans: list[Any] = [root, child, failing, ok]
-    assert all(isinstance(s, Span) for s in spans)
+    assert isinstance(root, Span) and isinstance(child, Span) and isinstance(failing, Span) and isinstance(ok, Span)
+    spans = [root, child, failing, ok]
 
     class PinnedIds(IdGenerator):
         def __init__(self) -> None:
@@ -125,7 +126,7 @@ endpoint = "{collector.url}"
             return next(self._span_ids)
 
         def generate_trace_id(self) -> int:
-            return int(root._tid)
+            return root._tid
 
     sdk_collector = Collector()
     try:
