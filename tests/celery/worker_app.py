@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import infratrace_celery
 from celery import Celery, chord, group
 
 import infratrace
-import infratrace_celery
 
 BROKER = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/5")
 
@@ -23,7 +23,22 @@ app.conf.update(
     task_serializer="json",
     accept_content=["json"],
 )
-infratrace_celery.instrument(app, no_propagate=["tests.celery.worker_app.isolated"])
+if os.environ.get("INFRATRACE_TEST_BEAT"):
+    app.conf.beat_schedule = {
+        "tick-twice-a-second": {
+            "task": "tests.celery.worker_app.add",
+            "schedule": 0.5,
+            "args": (2, 3),
+            "options": {"queue": os.environ["INFRATRACE_TEST_BEAT"]},
+        }
+    }
+
+
+def instrument() -> None:
+    infratrace_celery.instrument(app, no_propagate=["tests.celery.worker_app.isolated"])
+
+
+instrument()
 
 
 @infratrace.service("calc.add")
