@@ -183,7 +183,19 @@ class ConnectionRunner:
             "write_error_count": self.write_errors,
             "flush_count": self.writes,
             "last_error": self.last_error,
+            **self._driver_stats(),
         }
+
+    def _driver_stats(self) -> dict[str, Any]:
+        """A driver may report its own figures (retries, rejected spans) through an
+        optional ``stats()`` method; they appear under ``driver_stats``."""
+        report = getattr(self.driver, "stats", None)
+        if report is None:
+            return {}
+        try:
+            return {"driver_stats": dict(report())}
+        except Exception as exc:
+            return {"driver_stats": {"error": f"{type(exc).__name__}: {exc}"}}
 
 
 class Pipeline:
