@@ -78,7 +78,8 @@ def wrap_view(view: Callable[..., Any], endpoint: str, service: str) -> Callable
 
 def _end_failed(span: Span | NonRecordingSpan, exc: BaseException) -> None:
     # abort(404) & co. are answers, not failures: keep the span ok with the code.
-    if isinstance(exc, HTTPException) and (exc.code or 500) < 500:
-        span.end(code=exc.code)
+    code = exc.code if isinstance(exc, HTTPException) else None
+    if code is not None and code < 500:
+        span.end(code=code)
     else:
-        span.end(exc)
+        span.end(exc, code=code)

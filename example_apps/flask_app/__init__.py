@@ -1,0 +1,1 @@
+"""Example Flask app traced by infratrace_flask (see app.py)."""
