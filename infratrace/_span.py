@@ -268,7 +268,8 @@ class Span(_Identity):
     def add_event(self, name: str, attributes: dict[str, Any] | None = None) -> None:
         if self._events is None:
             self._events = []
-        self._events.append((name, _perf_ns() + _clock_offset_ns, attributes or {}))
+        # An exception recorded by end() is stamped with the end time, not after it.
+        self._events.append((name, (self._t1 or _perf_ns()) + _clock_offset_ns, attributes or {}))
 
     def record_exception(self, exc: BaseException, *, set_status: bool = True) -> None:
         """Add an ``exception`` event (type, message, stack trace) and mark the span

@@ -245,3 +245,15 @@ def test_tracing_survives_a_hostile_attribute_and_name(span_file):
     span.end(ValueError(Evil()))  # type: ignore[arg-type]
     spans = out.spans()
     assert [s["name"] for s in spans] == ["123"]
+
+
+def test_exception_event_is_stamped_within_the_span(span_file):
+    out = span_file()
+    try:
+        with infratrace.begin("x"):
+            raise KeyError("k")
+    except KeyError:
+        pass
+    (span,) = out.spans()
+    event_time = span["events"][0]["time_unix_nano"]
+    assert span["start_time_unix_nano"] <= event_time <= span["end_time_unix_nano"]
