@@ -22,8 +22,7 @@ import pytest
 import infratrace
 
 ROOT = Path(__file__).resolve().parents[2]
-BROKER = os.environ.get("INFRATRACE_TEST_BROKER", "redis://127.0.0.1:6379/5")
-os.environ.setdefault("CELERY_BROKER_URL", BROKER)
+BROKER = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/5")  # as worker_app
 
 
 def _redis_up() -> bool:

@@ -4,6 +4,7 @@ of every process."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -77,7 +78,7 @@ def test_retries_are_attempts_in_one_trace(celery_spans: Session, pool: str) -> 
     assert all(c["status"] == "ok" for c in consumers)
     assert "attempt 1 failed" in consumers[0]["attributes"]["celery.retry.reason"]
     # attempt n+1 <- the retry's publish <- attempt n
-    for previous, current in zip(consumers, consumers[1:]):
+    for previous, current in itertools.pairwise(consumers):
         republish = parent_of(current, spans)
         assert republish["kind"] == "producer"
         assert republish["attributes"]["attempt"] == current["attributes"]["attempt"]
