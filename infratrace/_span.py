@@ -310,16 +310,8 @@ class Span(_Identity):
         self._t1 = _perf_ns()
         if result is not None or status is not None or code is not None or message is not None:
             self._apply_result(result, status, code, message)
-        token = self._token
-        if token is not None:
-            try:
-                _current.reset(token)
-            except ValueError:
-                # Ended in another context (e.g. another asyncio task): only undo
-                # what this span did to that context.
-                if _current.get() is self:
-                    old = token.old_value
-                    _current.set(None if old is Token.MISSING else old)
+        if self._token is not None:
+            _leave(self, self._token)
         _sink(self)
 
     def _apply_result(
@@ -422,15 +414,9 @@ class NonRecordingSpan(_Identity):
         if self._ended:
             return
         self._ended = True
-        token = self._token
-        if token is not None:
+        if self._token is not None:
+            _leave(self, self._token)
             self._token = None
-            try:
-                _current.reset(token)
-            except ValueError:
-                if _current.get() is self:
-                    old = token.old_value
-                    _current.set(None if old is Token.MISSING else old)
 
     def __enter__(self) -> NonRecordingSpan:
         return self
@@ -446,6 +432,18 @@ class NonRecordingSpan(_Identity):
 
     def __repr__(self) -> str:
         return f"<NonRecordingSpan {self.name!r} trace={self.trace_id} span={self.span_id}>"
+
+
+def _leave(span: Span | NonRecordingSpan, token: Token[Span | NonRecordingSpan | None]) -> None:
+    """Stop ``span`` being the current span."""
+    try:
+        _current.reset(token)
+    except ValueError:
+        # Ended in another context (e.g. another asyncio task): only undo what this
+        # span did to that context.
+        if _current.get() is span:
+            old = token.old_value
+            _current.set(None if old is Token.MISSING else old)
 
 
 def _safe_str(value: object) -> str:

@@ -136,22 +136,9 @@ class Tracer:
         ``internal server client producer consumer`` (default: implied by
         ``attrs["kind"]``); ``parent`` defaults to the current span (pass an
         :func:`infratrace.extract`-ed context to continue a remote trace)."""
-        try:
-            if parent is None:
-                parent = _current.get()
-            budget = _active_budget.get()
-            if budget is not None and not budget.take():
-                return NonRecordingSpan(str(name), parent)
-            attributes = dict(attrs) if attrs else {}
-            if kind is None:
-                kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
-            elif kind not in _KIND_SET:
-                kind = _DEFAULT_SPAN_KIND.get(kind, INTERNAL)
-            span = Span(name if isinstance(name, str) else str(name), attributes, kind, parent)
-            span._token = _current.set(span)
-            return span
-        except Exception:
-            return NonRecordingSpan(str(name), parent if not isinstance(parent, bool) else None)
+        span = self.start_span(name, attrs, kind=kind, parent=parent)
+        span._token = _current.set(span)
+        return span
 
     def start_span(
         self,
@@ -163,17 +150,20 @@ class Tracer:
     ) -> Span | NonRecordingSpan:
         """Like :meth:`begin` but the span does not become the current span (for
         work that outlives the caller's context: generators, streamed bodies)."""
-        if parent is None:
-            parent = _current.get()
-        budget = _active_budget.get()
-        if budget is not None and not budget.take():
-            return NonRecordingSpan(str(name), parent, make_current=False)
-        attributes = dict(attrs) if attrs else {}
-        if kind is None:
-            kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
-        elif kind not in _KIND_SET:
-            kind = _DEFAULT_SPAN_KIND.get(kind, INTERNAL)
-        return Span(str(name), attributes, kind, parent)
+        try:
+            if parent is None:
+                parent = _current.get()
+            budget = _active_budget.get()
+            if budget is not None and not budget.take():
+                return NonRecordingSpan(str(name), parent, make_current=False)
+            attributes = dict(attrs) if attrs else {}
+            if kind is None:
+                kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
+            elif kind not in _KIND_SET:
+                kind = _DEFAULT_SPAN_KIND.get(kind, INTERNAL)
+            return Span(name if isinstance(name, str) else str(name), attributes, kind, parent)
+        except Exception:  # e.g. a parent that is not a span: never raise into the app
+            return NonRecordingSpan(str(name), None, make_current=False)
 
     def trace(self, name: str, attrs: Mapping[str, Any] | None = None) -> Span | NonRecordingSpan:
         """A one-shot event span: begun and ended at once. ``attrs["status"]`` sets its
