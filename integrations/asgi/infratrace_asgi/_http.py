@@ -30,7 +30,7 @@ def parse_request(
     """Attributes of the request (OTel semconv + the seed's) and the remote parent from
     ``traceparent``/``tracestate`` (a malformed one is ignored)."""
     traceparent = tracestate = user_agent = host = None
-    headers = scope.get("headers") or ()
+    headers = scope["headers"]
     for name, value in headers:
         if name == b"traceparent":
             traceparent = value
@@ -42,10 +42,14 @@ def parse_request(
             host = value
     parent = None
     if traceparent:
-        carrier = {"traceparent": traceparent.decode("latin-1")}
-        if tracestate:
-            carrier["tracestate"] = tracestate.decode("latin-1")
-        parent = infratrace.extract(carrier)
+        # What infratrace.extract() does, minus its case-insensitive header lookup:
+        # ASGI servers already lower-case header names.
+        try:
+            parent = infratrace.parse_traceparent(
+                traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else ""
+            )
+        except Exception:
+            parent = None
     server_address, server_port = _server(host, scope.get("server"))
     client = scope.get("client")
     http_version = scope.get("http_version")
@@ -70,13 +74,24 @@ def decode_headers(headers: Any) -> list[tuple[str, str]]:
     return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
 
 
+# Host header -> (server.address, server.port). Hosts are few; the bound keeps a client
+# that sends random Host headers from growing it.
+_hosts: dict[bytes, tuple[str, int | None]] = {}
+MAX_CACHED_HOSTS = 256
+
+
 def _server(host: bytes | None, server: Any) -> tuple[str | None, int | None]:
     if host:
+        known = _hosts.get(host)
+        if known is not None:
+            return known
         text = host.decode("latin-1")
         name, sep, port = text.rpartition(":")
-        if sep and port.isdigit() and not text.endswith("]"):
-            return name, int(port)
-        return text, None
+        parsed = (name, int(port)) if sep and port.isdigit() and not text.endswith("]") else (text, None)
+        if len(_hosts) >= MAX_CACHED_HOSTS:
+            _hosts.clear()
+        _hosts[host] = parsed
+        return parsed
     if server:
         return str(server[0]), server[1]
     return None, None
@@ -128,13 +143,11 @@ class HttpCycle:
         self._options = options
         self._routes = routes
         self._record = record_messages
-        self._budget: SpanBudget | None = None
-        options.run_request_hook(self.span, scope)
-
-    def start_budget(self) -> None:
-        """Activate the request's span budget in the caller's context (the
-        middleware's): it is deactivated there too, by :meth:`end_budget`."""
-        self._budget = self._options.new_budget()
+        # Activated in the middleware's context (this runs there), and deactivated there
+        # by end_budget(): the span itself may end in another task.
+        self._budget: SpanBudget | None = options.new_budget()
+        if options.request_hook is not None:
+            options.run_request_hook(self.span, scope)
 
     def end_budget(self) -> None:
         if self._budget is not None:

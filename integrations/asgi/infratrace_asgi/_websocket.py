@@ -52,11 +52,9 @@ class WebSocketCycle:
         self._receive = receive
         self._routes = routes
         self._options = options
-        self._budget: SpanBudget | None = None
-        options.run_request_hook(self.span, scope)
-
-    def start_budget(self) -> None:
-        self._budget = self._options.new_budget()
+        self._budget: SpanBudget | None = options.new_budget()
+        if options.request_hook is not None:
+            options.run_request_hook(self.span, scope)
 
     def end_budget(self) -> None:
         if self._budget is not None:
