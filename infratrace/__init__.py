@@ -32,6 +32,7 @@ __all__ = [
     "KINDS",
     "Config",
     "ConfigError",
+    "ConfigSource",
     "ConnectionConfig",
     "Driver",
     "DriverFactory",

@@ -328,9 +328,27 @@ def _bind_public(hook: TraceHook) -> None:
     themselves (no wrapper call on the hot path); rebound when the hook changes."""
     import infratrace
 
-    infratrace.begin = hook.begin  # type: ignore[assignment]
-    infratrace.start_span = hook.start_span  # type: ignore[assignment]
-    infratrace.trace = hook.trace  # type: ignore[assignment]
+    if hook is _tracer:  # never raises: bound as is
+        infratrace.begin = hook.begin  # type: ignore[assignment]
+        infratrace.start_span = hook.start_span  # type: ignore[assignment]
+        infratrace.trace = hook.trace  # type: ignore[assignment]
+        return
+    # A third-party hook gets a guard: its failures must not reach the application.
+    infratrace.begin = _guarded(hook.begin, make_current=True)  # type: ignore[assignment]
+    infratrace.start_span = _guarded(hook.start_span, make_current=False)  # type: ignore[assignment]
+    infratrace.trace = _guarded(hook.trace, make_current=False)  # type: ignore[assignment]
+
+
+def _guarded(method: Callable[..., Any], make_current: bool) -> Callable[..., Any]:
+    def call(name: str, attrs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        try:
+            return method(name, attrs, **kwargs)
+        except Exception:
+            return NonRecordingSpan(str(name), _current.get(), make_current=make_current)
+
+    call.__doc__ = method.__doc__
+    call.__name__ = getattr(method, "__name__", "call")
+    return call
 
 
 def _at_exit() -> None:

@@ -139,3 +139,23 @@ def test_set_hook_replaces_the_whole_tracer():
 def test_set_hook_rejects_objects_that_are_not_hooks():
     with pytest.raises(TypeError):
         infratrace.set_hook(object())  # type: ignore[arg-type]
+
+
+class BrokenHook(ListHook):
+    def begin(self, name, attrs=None, *, kind=None, parent=None):
+        raise RuntimeError("hook bug")
+
+    def trace(self, name, attrs=None):
+        raise RuntimeError("hook bug")
+
+
+def test_a_failing_third_party_hook_never_reaches_the_application():
+    previous = infratrace.set_hook(BrokenHook())
+    try:
+        with infratrace.begin("a") as span:
+            assert span.trace_id
+        assert not span.is_recording
+        infratrace.trace("b")
+    finally:
+        infratrace.set_hook(previous)
+    assert infratrace.begin.__self__ is infratrace.get_hook()  # type: ignore[attr-defined]
