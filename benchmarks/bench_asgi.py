@@ -1,6 +1,6 @@
 """Microseconds per request added by the ASGI adapter: infratrace vs OpenTelemetry.
 
-    .venv/bin/python benchmarks/bench_asgi.py [--requests 2000] [--rounds 7]
+    .venv/bin/python benchmarks/bench_asgi.py [--requests 2000] [--rounds 7] [--driver file|discard]
 
 One Starlette app (a parametrised JSON route, ``GET /users/{user_id:int}``) is built
 three times and called in this process as an ASGI callable — no server, no network:
@@ -125,18 +125,20 @@ def otel() -> Scenario:
     return scenario
 
 
-def infratrace_file(directory: Path) -> Scenario:
+def infratrace_scenario(directory: Path, driver: str) -> Scenario:
     from infratrace_asgi import TraceMiddleware
 
     import infratrace
 
-    path = directory / "spans.jsonl"
-    infratrace.configure(
-        f'[trace]\ndriver = "file"\njson = true\nbuffer = 1048576\n[trace.setting]\noutput = "{path}"\n'
-    )
+    config = '[trace]\ndriver = "discard"\nbuffer = 1048576\n'
+    if driver == "file":
+        path = directory / "spans.jsonl"
+        config = f'[trace]\ndriver = "file"\njson = true\nbuffer = 1048576\n[trace.setting]\noutput = "{path}"\n'
+    infratrace.configure(config)
     app = build_app()
     app.add_middleware(TraceMiddleware)
-    scenario = Scenario("+ infratrace (file driver, json)", app, lambda: infratrace.force_flush(60), 2)
+    label = "file driver, json" if driver == "file" else "discard driver"
+    scenario = Scenario(f"+ infratrace ({label})", app, lambda: infratrace.force_flush(60), 2)
     scenario.exported = lambda: infratrace.stats()["written_count"]  # type: ignore[attr-defined]
     return scenario
 
@@ -145,9 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="requests per scenario per round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--driver", choices=("file", "discard"), default="file",
+        help="infratrace's connection: JSON lines to a file (the figure that counts), or discard "
+        "(the adapter's own cost, without formatting and writing)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        scenarios = [bare(), otel(), infratrace_file(Path(tmp))]
+        scenarios = [bare(), otel(), infratrace_scenario(Path(tmp), args.driver)]
         loop = asyncio.new_event_loop()
         for scenario in scenarios:  # warm up: build middleware stacks, route tables, caches
             scenario.run(loop, 200)

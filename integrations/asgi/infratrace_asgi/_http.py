@@ -238,8 +238,7 @@ class HttpCycle:
                 route = routes.template_of(scope_route)
         if route:
             span.name = http_span_name(self._method, route)
-            span.set_attribute("http.route", route)
-            span.set_attribute("target", route)
+            span.set_attributes({"http.route": route, "target": route})
         budget = self._budget
         if budget is not None and budget.dropped:
             span.set_attribute("infratrace.spans_dropped", budget.dropped)

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from infratrace import ConfigError
 from infratrace.web import WebOptions
 
-from ._context import activate, restore
+from ._context import current_span_var
 from ._http import HttpCycle
 from ._lifespan import LifespanCycle
 from ._routes import EXCLUDED, STATE_KEY, RouteTable, find_router
@@ -65,17 +65,18 @@ class TraceMiddleware:
         if cycle is None:
             await self.app(scope, receive, send)
             return
-        token = activate(cycle.span)
+        token = current_span_var.set(cycle.span)  # see _context.py
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except BaseException as exc:
             cycle.raised(exc)
             raise
         else:
-            cycle.returned()
+            if not cycle.finished:
+                cycle.returned()
         finally:
             cycle.end_budget()
-            restore(token)
+            current_span_var.reset(token)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         options = self.options
@@ -91,7 +92,7 @@ class TraceMiddleware:
         if cycle is None:
             await self.app(scope, receive, send)
             return
-        token = activate(cycle.span)
+        token = current_span_var.set(cycle.span)
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except BaseException as exc:
@@ -101,7 +102,7 @@ class TraceMiddleware:
             cycle.end(None)
         finally:
             cycle.end_budget()
-            restore(token)
+            current_span_var.reset(token)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
