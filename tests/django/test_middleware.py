@@ -307,17 +307,30 @@ def test_span_budget(spans_of: SpanFile) -> None:
 def test_tracing_failure_never_reaches_the_app(span_file: Callable[..., SpanFile]) -> None:
     import infratrace
 
-    class BrokenHook:
-        def __getattr__(self, name: str) -> Any:
-            raise RuntimeError("tracer down")
+    class BrokenSpan:
+        """A span from a faulty custom tracer: every method raises."""
 
-    previous = infratrace.get_hook()
-    infratrace._tracer._hook = BrokenHook()  # type: ignore[assignment]
+        _tid, _sid, flags, tracestate, ended = 1, 1, 1, "", False
+
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError(f"broken span: {name}")
+
+    class BrokenTracer(infratrace.Tracer):
+        def start_span(self, *args: Any, **kwargs: Any) -> Any:
+            return BrokenSpan()
+
+    infratrace.set_hook(BrokenTracer())
     try:
-        assert Client().get("/api/users/3/").json()["id"] == 3
-        assert Client().get("/stream/").status_code == 200
+        assert Client().get("/hello/").content == b"hello"
+        assert Client().get("/order/").content == b"placed"
+        streamed = Client().get("/broken-stream/")
+        assert next(iter(streamed.streaming_content)) == b"first\n"
+        streamed.close()
+        assert Client().post("/items/").status_code == 405
+        assert Client(raise_request_exception=False).get("/boom/").status_code == 500
+        assert infratrace.current_span() is None
     finally:
-        infratrace._tracer._hook = previous
+        infratrace.set_hook(None)
 
 
 @override_settings(INFRATRACE_DJANGO={"service": "shop", "middleware_timings": True})

@@ -187,11 +187,9 @@ class TracedReceiver:
         try:
             result = self.receiver(signal=signal, sender=sender, **named)
         except BaseException as exc:
-            _current.reset(token)
-            span.end(exc)
+            _end(span, token, exc)
             raise
-        _current.reset(token)
-        span.end()
+        _end(span, token, None)
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -211,6 +209,14 @@ class TracedReceiver:
         return f"<traced {self.receiver!r}>"
 
 
+def _end(span: Any, token: Any, exc: BaseException | None) -> None:
+    try:
+        _current.reset(token)
+        span.end(exc) if exc is not None else span.end()
+    except Exception:  # a faulty custom tracer must not break the send
+        pass
+
+
 class AsyncTracedReceiver(TracedReceiver):
     __slots__ = ()
 
@@ -223,9 +229,7 @@ class AsyncTracedReceiver(TracedReceiver):
         try:
             result = await self.receiver(signal=signal, sender=sender, **named)
         except BaseException as exc:
-            _current.reset(token)
-            span.end(exc)
+            _end(span, token, exc)
             raise
-        _current.reset(token)
-        span.end()
+        _end(span, token, None)
         return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 
+import django
 from django.dispatch import Signal, receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views import View
@@ -21,10 +22,13 @@ def remember_order(sender: object, **kwargs: object) -> None:
     received.append(f"sync:{kwargs.get('order')}")
 
 
-@receiver(order_placed)
 async def remember_order_async(sender: object, **kwargs: object) -> None:
     await asyncio.sleep(0)
     received.append(f"async:{kwargs.get('order')}")
+
+
+if django.VERSION >= (5, 0):  # async receivers (and Signal.asend) arrived in Django 5.0
+    order_placed.connect(remember_order_async)
 
 
 @infratrace.method("users.hash")

@@ -1,0 +1,243 @@
+"""Microseconds a Django request costs with infratrace_django vs the bare app vs
+``opentelemetry-instrumentation-django`` — in one run, the app called in-process as a
+WSGI callable and as an ASGI callable (no network).
+
+    .venv/bin/python benchmarks/bench_django.py [--requests 4000] [--rounds 5]
+
+Scenarios (same project, same view: ``GET /users/42/`` → a small JSON response,
+resolved from ``users/<int:pk>/``):
+
+- ``bare``: no tracing middleware;
+- ``infratrace``: ``infratrace_django.TraceMiddleware`` + signal tracing installed
+  (the AppConfig default), the ``file`` driver writing JSON lines to a temp file;
+- ``otel``: ``DjangoInstrumentor`` with the SDK's TracerProvider + BatchSpanProcessor
+  + an exporter that discards.
+
+Each batch of requests ends with a flush of the tracer, so the background work
+(formatting, writing, exporting) is inside the figure. Rounds are interleaved; the
+reported figure per scenario is the median over rounds. "added" = scenario − bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BENCH_URLS = "benchmarks.bench_django"
+PATH = "/users/42/"
+
+
+def user(request: Any, pk: int) -> Any:
+    from django.http import JsonResponse
+
+    return JsonResponse({"id": pk, "name": "ada"})
+
+
+async def auser(request: Any, pk: int) -> Any:
+    from django.http import JsonResponse
+
+    return JsonResponse({"id": pk, "name": "ada"})
+
+
+urlpatterns: list[Any] = []
+
+
+def setup_django() -> None:
+    import django
+    from django.conf import settings
+    from django.urls import path
+
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="bench",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=BENCH_URLS if __name__ != "__main__" else "__main__",
+        INSTALLED_APPS=["infratrace_django"],
+        MIDDLEWARE=[],
+        DATABASES={},
+        USE_TZ=True,
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+    urlpatterns[:] = [path("users/<int:pk>/", user), path("async/users/<int:pk>/", auser)]
+
+
+def wsgi_environ(path: str) -> dict[str, Any]:
+    import io
+
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_USER_AGENT": "bench",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+    }
+
+
+def run_wsgi(app: Callable[..., Any], n: int, flush: Callable[[], Any]) -> float:
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        pass
+
+    environ = wsgi_environ(PATH)
+    start = time.perf_counter()
+    for _ in range(n):
+        response = app(dict(environ), start_response)
+        b"".join(response)
+        response.close()
+    flush()
+    return time.perf_counter() - start
+
+
+def run_asgi(app: Callable[..., Any], n: int, flush: Callable[[], Any]) -> float:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/async" + PATH,
+        "raw_path": b"/async" + PATH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    def receiver() -> Callable[[], Any]:
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await asyncio.Event().wait()  # no disconnect: Django cancels this when done
+            return {"type": "http.disconnect"}
+
+        return receive
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    async def loop() -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            await app(dict(scope), receiver(), send)
+        flush()
+        return time.perf_counter() - start
+
+    return asyncio.run(loop())
+
+
+def build(middleware: Sequence[str]) -> tuple[Any, Any]:
+    from django.conf import settings
+    from django.core.handlers.asgi import ASGIHandler
+    from django.core.handlers.wsgi import WSGIHandler
+
+    settings.MIDDLEWARE = list(middleware)
+    return WSGIHandler(), ASGIHandler()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    setup_django()
+    import django
+    from infratrace_django._options import django_options
+    from infratrace_django.signals import install_signal_tracing, uninstall_signal_tracing
+
+    import infratrace
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-django-"))
+    out = tmp / "spans.jsonl"
+    infratrace.configure(f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{out}"\n')
+
+    from opentelemetry.instrumentation.django import DjangoInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class DiscardExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DiscardExporter()))
+
+    uninstall_signal_tracing()
+    bare = build([])
+    traced = build(["infratrace_django.TraceMiddleware"])
+    DjangoInstrumentor().instrument(tracer_provider=provider)
+    from django.conf import settings
+
+    otel = build(settings.MIDDLEWARE)  # the instrumentor inserted its middleware
+
+    def no_flush() -> None:
+        pass
+
+    scenarios: dict[str, tuple[tuple[Any, Any], Callable[[], Any], Callable[[], None]]] = {
+        "bare": (bare, no_flush, uninstall_signal_tracing),
+        "infratrace": (traced, infratrace.force_flush, lambda: install_signal_tracing(django_options())),
+        "otel": (otel, provider.force_flush, uninstall_signal_tracing),
+    }
+    results: dict[tuple[str, str], list[float]] = {}
+    n = args.requests
+    for mode, runner in (("wsgi", run_wsgi), ("asgi", run_asgi)):
+        for handlers, flush, prepare in scenarios.values():  # warm-up
+            prepare()
+            runner(handlers[0 if mode == "wsgi" else 1], max(200, n // 10), flush)
+        for _ in range(args.rounds):
+            for name, (handlers, flush, prepare) in scenarios.items():
+                prepare()
+                gc.collect()
+                elapsed = runner(handlers[0 if mode == "wsgi" else 1], n, flush)
+                results.setdefault((mode, name), []).append(elapsed / n * 1e6)
+
+    lines = sum(1 for _ in out.open()) if out.exists() else 0
+    print(f"Django {django.get_version()}, Python {sys.version.split()[0]}, {n} requests x {args.rounds} rounds")
+    print(f"infratrace wrote {lines} JSON lines to {out}; stats: dropped={infratrace.stats()['dropped_count']}")
+    print()
+    print("| mode | scenario | µs/request (median) | added vs bare | added / otel added |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for mode in ("wsgi", "asgi"):
+        base = statistics.median(results[(mode, "bare")])
+        otel_added = statistics.median(results[(mode, "otel")]) - base
+        for name in scenarios:
+            value = statistics.median(results[(mode, name)])
+            added = value - base
+            ratio = f"{added / otel_added:.3f}" if name != "bare" and otel_added > 0 else ""
+            print(f"| {mode} | {name} | {value:.1f} | {added:+.1f} | {ratio} |")
+    infratrace.shutdown()
+    provider.shutdown()
+    os.environ.pop("DJANGO_SETTINGS_MODULE", None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
