@@ -117,6 +117,12 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     yield
 
 
+async def files(scope: Any, receive: Any, send: Any) -> None:
+    """A plain ASGI app mounted under /files (like StaticFiles)."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+
 def build_app(**options: Any) -> Starlette:
     app = Starlette(
         routes=[
@@ -131,6 +137,7 @@ def build_app(**options: Any) -> Starlette:
             Route("/health", health),
             Mount("/api/v1", routes=[Route("/items/{item_id}", item)]),
             WebSocketRoute("/ws/{room}", echo),
+            Mount("/files", app=files),
         ],
         lifespan=lifespan,
     )

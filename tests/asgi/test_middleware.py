@@ -74,6 +74,15 @@ def test_sync_endpoint_children_and_mounted_route(span_file: Any, client_for: An
     assert named(spans, "web:tests.asgi.app.item")["parent_span_id"] == mounted["span_id"]
 
 
+def test_mounted_plain_asgi_app(span_file: Any, client_for: Any) -> None:
+    out = span_file()
+    assert client_for().get("/files/a/b.txt").status_code == 200
+    spans = out.spans()
+    http = named(spans, "http:GET /files/{path}")
+    assert http["attributes"]["url.path"] == "/files/a/b.txt"
+    assert named(spans, "web:tests.asgi.app.files")["parent_span_id"] == http["span_id"]
+
+
 def test_404_and_405_never_use_the_raw_path(span_file: Any, client_for: Any) -> None:
     out = span_file()
     client = client_for()
