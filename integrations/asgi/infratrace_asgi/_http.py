@@ -14,7 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 import infratrace
 from infratrace import SpanBudget
-from infratrace.web import WebOptions, finish_http_span, http_span_name, request_attributes
+from infratrace.web import KNOWN_METHODS, WebOptions, finish_http_span, http_span_name, request_attributes
 
 from ._routes import RouteTable
 
@@ -97,6 +97,20 @@ def _server(host: bytes | None, server: Any) -> tuple[str | None, int | None]:
     return None, None
 
 
+# (method, route) -> span name, for the known methods only (so the cache stays as small
+# as the app's route table): saves normalising the method twice per request.
+_names: dict[tuple[str, str | None], str] = {}
+
+
+def span_name(method: str, route: str | None) -> str:
+    name = _names.get((method, route))
+    if name is None:
+        name = http_span_name(method, route)
+        if method in KNOWN_METHODS:
+            _names[(method, route)] = name
+    return name
+
+
 class HttpCycle:
     """State of one request; ``send``/``receive`` are handed to the app in place of the
     server's. The span ends at the last body chunk (``more_body`` false), or when the
@@ -111,6 +125,7 @@ class HttpCycle:
         "_routes",
         "_scope",
         "_send",
+        "_start_work",
         "_trailers",
         "disconnected",
         "finished",
@@ -130,7 +145,7 @@ class HttpCycle:
     ) -> None:
         method = scope.get("method") or "GET"
         attrs, parent = parse_request(scope, options, method)
-        self.span: AnySpan = infratrace.start_span(http_span_name(method, None), attrs, kind="server", parent=parent)
+        self.span: AnySpan = infratrace.start_span(span_name(method, None), attrs, kind="server", parent=parent)
         self.route: str | None = None
         self.status: int | None = None
         self.finished = False
@@ -143,6 +158,7 @@ class HttpCycle:
         self._options = options
         self._routes = routes
         self._record = record_messages
+        self._start_work = bool(options.response_headers or options.response_traceparent or options.response_hook)
         # Activated in the middleware's context (this runs there), and deactivated there
         # by end_budget(): the span itself may end in another task.
         self._budget: SpanBudget | None = options.new_budget()
@@ -164,7 +180,10 @@ class HttpCycle:
                 self._finish()
             return
         if kind == "http.response.start":
-            message = self._start(message)
+            self.status = message.get("status")
+            self._trailers = message.get("trailers", False)
+            if self._start_work:
+                message = self._start(message)
             await self._send(message)
             return
         await self._send(message)
@@ -212,8 +231,6 @@ class HttpCycle:
     # -- internals --------------------------------------------------------------------
     def _start(self, message: Message) -> Message:
         try:
-            self.status = message["status"]
-            self._trailers = bool(message.get("trailers", False))
             options = self._options
             if options.response_headers:
                 headers = decode_headers(message.get("headers") or ())
@@ -237,7 +254,7 @@ class HttpCycle:
             if routes is not None and scope_route is not None:
                 route = routes.template_of(scope_route)
         if route:
-            span.name = http_span_name(self._method, route)
+            span.name = span_name(self._method, route)
             span.set_attributes({"http.route": route, "target": route})
         budget = self._budget
         if budget is not None and budget.dropped:
