@@ -22,7 +22,7 @@ from ._errors import ConfigError, InfratraceError, MissingExtraError
 from ._fields import DEFAULT_FIELDS, LineFormat, RecordShape, ResourceView, encode_json, span_record
 from ._propagation import extract, format_traceparent, inject, parse_traceparent
 from ._registry import Driver, DriverFactory, available_drivers, register_driver
-from ._span import KINDS, NonRecordingSpan, Span, SpanContext
+from ._span import KINDS, NonRecordingSpan, Span, SpanContext, attach, detach
 from ._tracer import TraceHook, Tracer, get_hook, set_hook, trace_attrs
 
 __version__ = "0.1.0"
@@ -51,10 +51,12 @@ __all__ = [
     "TraceHook",
     "Tracer",
     "__version__",
+    "attach",
     "available_drivers",
     "begin",
     "configure",
     "current_span",
+    "detach",
     "encode_json",
     "extract",
     "force_flush",

@@ -40,6 +40,15 @@ def _arg_attrs(signature: inspect.Signature | None, args: tuple[Any, ...], kwarg
     return out
 
 
+def _end(span: Span | NonRecordingSpan, exc: BaseException | None) -> None:
+    # A replacement hook's span may fail on end(); the decorated function's own
+    # result or exception must still be what the caller sees.
+    try:
+        span.end(exc)
+    except Exception:
+        pass
+
+
 def traced(
     name: str,
     attrs: Mapping[str, Any] | None = None,
@@ -79,10 +88,10 @@ def traced(
                     result = await func(*args, **kwargs)
                 except BaseException as exc:
                     _current.reset(token)
-                    span.end(exc)
+                    _end(span, exc)
                     raise
                 _current.reset(token)
-                span.end()
+                _end(span, None)
                 return result
 
             return async_wrapper  # type: ignore[return-value]
@@ -95,10 +104,10 @@ def traced(
                 result = func(*args, **kwargs)
             except BaseException as exc:
                 _current.reset(token)
-                span.end(exc)
+                _end(span, exc)
                 raise
             _current.reset(token)
-            span.end()
+            _end(span, None)
             return result
 
         return wrapper  # type: ignore[return-value]
@@ -117,7 +126,7 @@ def _gen_wrapper(func: Callable[..., Generator[Any, Any, Any]], start: StartSpan
             gen = func(*args, **kwargs)
         except BaseException as exc:
             _current.reset(token)
-            span.end(exc)
+            _end(span, exc)
             raise
         _current.reset(token)
         send: Any = None
@@ -132,11 +141,11 @@ def _gen_wrapper(func: Callable[..., Generator[Any, Any, Any]], start: StartSpan
                     item = gen.send(send)
             except StopIteration as stop:
                 _current.reset(token)
-                span.end()
+                _end(span, None)
                 return stop.value
             except BaseException as exc:
                 _current.reset(token)
-                span.end(exc)
+                _end(span, exc)
                 raise
             _current.reset(token)
             try:
@@ -147,7 +156,7 @@ def _gen_wrapper(func: Callable[..., Generator[Any, Any, Any]], start: StartSpan
                     gen.close()
                 finally:
                     _current.reset(token)
-                    span.end()
+                    _end(span, None)
                 raise
             except BaseException as exc:
                 throw = exc
@@ -175,11 +184,11 @@ def _async_gen_wrapper(func: Callable[..., AsyncGenerator[Any, Any]], start: Sta
                     item = await agen.asend(send)
             except StopAsyncIteration:
                 _current.reset(token)
-                span.end()
+                _end(span, None)
                 return
             except BaseException as exc:
                 _current.reset(token)
-                span.end(exc)
+                _end(span, exc)
                 raise
             _current.reset(token)
             try:
@@ -190,7 +199,7 @@ def _async_gen_wrapper(func: Callable[..., AsyncGenerator[Any, Any]], start: Sta
                     await agen.aclose()
                 finally:
                     _current.reset(token)
-                    span.end()
+                    _end(span, None)
                 raise
             except BaseException as exc:
                 throw = exc

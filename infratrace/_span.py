@@ -17,6 +17,8 @@ from typing import Any, Literal, Union
 
 __all__ = [
     "KINDS",
+    "attach",
+    "detach",
     "NonRecordingSpan",
     "Span",
     "SpanContext",
@@ -116,6 +118,23 @@ _current: ContextVar[Span | NonRecordingSpan | None] = ContextVar("infratrace_cu
 def current_span() -> Span | NonRecordingSpan | None:
     """The span that new spans in this thread / asyncio task become children of."""
     return _current.get()
+
+
+CurrentToken = Token["Span | NonRecordingSpan | None"]
+
+
+def attach(span: Span | NonRecordingSpan | None) -> CurrentToken:
+    """Make ``span`` the current span of this context (for code that runs a span's
+    work in pieces — a streamed body, a callback); undo with :func:`detach`."""
+    return _current.set(span)
+
+
+def detach(token: CurrentToken) -> None:
+    """Undo :func:`attach`; harmless when called from another context."""
+    try:
+        _current.reset(token)
+    except ValueError:
+        pass
 
 
 def _discard(span: Span) -> None:  # until a tracer installs its sink

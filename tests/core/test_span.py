@@ -257,3 +257,14 @@ def test_exception_event_is_stamped_within_the_span(span_file):
     (span,) = out.spans()
     event_time = span["events"][0]["time_unix_nano"]
     assert span["start_time_unix_nano"] <= event_time <= span["end_time_unix_nano"]
+
+
+def test_attach_and_detach_make_a_span_current_for_a_while(span_file):
+    out = span_file()
+    detached = infratrace.start_span("stream")
+    token = infratrace.attach(detached)
+    infratrace.trace("chunk")
+    infratrace.detach(token)
+    assert infratrace.current_span() is None
+    detached.end()
+    assert out.by_name()["chunk"]["parent_span_id"] == detached.span_id
