@@ -45,13 +45,16 @@ class LifespanCycle:
             lines = str(message.get("message") or "").strip().splitlines()
             self._end(lines[-1] if lines else "lifespan failed")
         if kind.startswith("lifespan.shutdown."):
-            infratrace.force_flush(FLUSH_TIMEOUT)
+            try:
+                infratrace.force_flush(FLUSH_TIMEOUT)
+            except Exception:
+                pass
         await self._send(message)
 
     def raised(self, exc: BaseException) -> None:
-        if self.span is not None:
-            self.span.end(exc)
-            self.span = None
+        span, self.span = self.span, None
+        if span is not None:
+            span.end(exc)
 
     def _begin(self, phase: str) -> None:
         try:

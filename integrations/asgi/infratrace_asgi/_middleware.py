@@ -69,11 +69,17 @@ class TraceMiddleware:
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except BaseException as exc:
-            cycle.raised(exc)
+            try:
+                cycle.raised(exc)
+            except Exception:  # never replace the app's exception with ours
+                pass
             raise
         else:
             if not cycle.finished:
-                cycle.returned()
+                try:
+                    cycle.returned()
+                except Exception:
+                    pass
         finally:
             cycle.end_budget()
             current_span_var.reset(token)
@@ -96,10 +102,16 @@ class TraceMiddleware:
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except BaseException as exc:
-            cycle.end(exc)
+            try:
+                cycle.end(exc)
+            except Exception:
+                pass
             raise
         else:
-            cycle.end(None)
+            try:
+                cycle.end(None)
+            except Exception:
+                pass
         finally:
             cycle.end_budget()
             current_span_var.reset(token)
@@ -113,7 +125,10 @@ class TraceMiddleware:
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except BaseException as exc:
-            cycle.raised(exc)
+            try:
+                cycle.raised(exc)
+            except Exception:
+                pass
             raise
 
     def _route_table(self, scope: Scope) -> RouteTable | None:

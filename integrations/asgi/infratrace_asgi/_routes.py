@@ -77,9 +77,15 @@ class EndpointSpan:
         try:
             await self.app(scope, receive, send)
         except BaseException as exc:
-            span.end(exc)
+            try:
+                span.end(exc)
+            except Exception:  # never replace the endpoint's exception with ours
+                pass
             raise
-        span.end()
+        try:
+            span.end()
+        except Exception:
+            pass
 
 
 class RouteTable:
