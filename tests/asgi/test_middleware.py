@@ -345,3 +345,37 @@ def test_tracing_errors_never_reach_the_app(span_file: Any, client_for: Any) -> 
             assert b"".join(streamed.iter_bytes()).count(b"chunk") == 3
     finally:
         infratrace.set_hook(previous)
+
+
+def test_inside_other_middleware_and_around_base_http_middleware(span_file: Any) -> None:
+    """Starlette's BaseHTTPMiddleware runs the rest of the app in a task group: the
+    route, the web: child and the span's end must survive that."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.middleware.gzip import GZipMiddleware
+    from starlette.testclient import TestClient
+
+    from .app import build_app
+
+    async def stamp(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["x-stamped"] = "1"
+        return response
+
+    out = span_file()
+    app = build_app()  # TraceMiddleware added first: the innermost of the user middleware
+    app.add_middleware(BaseHTTPMiddleware, dispatch=stamp)
+    app.add_middleware(GZipMiddleware)
+    inner = build_app()
+    inner.user_middleware.clear()
+    inner.add_middleware(BaseHTTPMiddleware, dispatch=stamp)
+    inner.add_middleware(TraceMiddleware)  # outermost: BaseHTTPMiddleware inside it
+    for application in (app, inner):
+        with TestClient(application) as client:
+            response = client.get("/users/5")
+            assert response.headers["x-stamped"] == "1" and response.json()["id"] == 5
+    spans = out.spans()
+    https = [span for span in spans if span["name"] == "http:GET /users/{user_id:int}"]
+    webs = [span for span in spans if span["name"] == "web:tests.asgi.app.user"]
+    assert len(https) == 2 and len(webs) == 2
+    assert {web["parent_span_id"] for web in webs} == {http["span_id"] for http in https}
+    assert all(http["status_code"] == 200 for http in https)

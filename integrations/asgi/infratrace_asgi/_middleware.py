@@ -134,7 +134,9 @@ class TraceMiddleware:
     def _route_table(self, scope: Scope) -> RouteTable | None:
         routes = self._routes
         if routes is None:
-            if self._looked_for_router and "app" not in scope:
+            # Looked for once: through the wrapped app's ``.app`` chain, else the
+            # Starlette app in the scope. Not Starlette: plain http:<METHOD> names.
+            if self._looked_for_router:
                 return None
             self._looked_for_router = True
             router = find_router(self.app, scope.get("app"))
