@@ -8,10 +8,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+import infratrace
 from infratrace import ConfigError
 from infratrace.web import WebOptions
 
-from ._context import current_span_var
 from ._http import HttpCycle
 from ._lifespan import LifespanCycle
 from ._routes import EXCLUDED, STATE_KEY, RouteTable, find_router
@@ -65,7 +65,10 @@ class TraceMiddleware:
         if cycle is None:
             await self.app(scope, receive, send)
             return
-        token = current_span_var.set(cycle.span)  # see _context.py
+        # Current while the app runs, set and reset here in the request's own context:
+        # the span itself may end in another task (Starlette streams bodies from a task
+        # group under ASGI spec < 2.4), where begin()'s own reset would not reach us.
+        token = infratrace.attach(cycle.span)
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except BaseException as exc:
@@ -82,7 +85,7 @@ class TraceMiddleware:
                     pass
         finally:
             cycle.end_budget()
-            current_span_var.reset(token)
+            infratrace.detach(token)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         options = self.options
@@ -98,7 +101,7 @@ class TraceMiddleware:
         if cycle is None:
             await self.app(scope, receive, send)
             return
-        token = current_span_var.set(cycle.span)
+        token = infratrace.attach(cycle.span)
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except BaseException as exc:
@@ -114,7 +117,7 @@ class TraceMiddleware:
                 pass
         finally:
             cycle.end_budget()
-            current_span_var.reset(token)
+            infratrace.detach(token)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
