@@ -74,6 +74,17 @@ async def report(request: Request) -> Response:
     return StreamingResponse(lines(), media_type="text/plain")
 
 
+async def events(request: Request) -> Response:
+    """Server-sent events: a tick every 50 ms until the client goes away."""
+
+    async def ticks() -> AsyncIterator[str]:
+        for index in range(1200):  # at most a minute
+            yield f"event: tick\ndata: {index}\n\n"
+            await asyncio.sleep(0.05)
+
+    return StreamingResponse(ticks(), media_type="text/event-stream")
+
+
 async def fail(request: Request) -> Response:
     raise RuntimeError("payment backend unavailable")
 
@@ -96,6 +107,7 @@ app = Starlette(
         Route("/health", health),
         Route("/users/{user_id:int}", user),
         Route("/report", report),
+        Route("/events", events),
         Route("/fail", fail),
         WebSocketRoute("/ws/echo", echo),
     ],

@@ -75,7 +75,22 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def wait_for_span(path: Path, name: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The span appears once the server has ended it and the file connection (50 ms
+    flush interval) has written it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [span for span in read(path) if span["name"] == name]
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {name} span within {timeout}s")
+        time.sleep(0.05)
 
 
 def test_trace_of_requests_through_uvicorn(server: tuple[str, subprocess.Popen[bytes], Path]) -> None:
@@ -127,3 +142,18 @@ def test_trace_of_requests_through_uvicorn(server: tuple[str, subprocess.Popen[b
     names = [span["name"] for span in spans]
     assert "event:lifespan.startup" in names and "event:lifespan.shutdown" in names
     assert not any("/health" in name for name in names), "excluded path"
+
+
+def test_client_hanging_up_on_server_sent_events(server: tuple[str, subprocess.Popen[bytes], Path]) -> None:
+    base, process, path = server
+    with httpx.Client(base_url=base, timeout=10) as client, client.stream("GET", "/events") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "event: tick"
+    # The connection is closed here, mid-stream; the server must notice and end the span.
+    span = wait_for_span(path, "http:GET /events")
+    assert span["status"] == "ok" and span["status_code"] == 499
+    assert span["status_message"] == "client disconnected before the response finished"
+    assert span["attributes"]["infratrace.client_disconnected"] is True
+    assert span["attributes"]["http.response.status_code"] == 200
+    assert span["duration_ms"] < 5000, "ended at the disconnect, not when the stream would have run out"
+    stop(process)
