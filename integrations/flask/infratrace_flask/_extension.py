@@ -132,13 +132,12 @@ def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
             return
         try:
             req = request._get_current_object()  # type: ignore[attr-defined]
-            rule = req.url_rule
-            if rule is not None:
-                trace.set_route(rule.rule)
+            if endpoint is not None:
+                trace.set_route(req.url_rule.rule)
                 views = app.view_functions
-                view = views.get(rule.endpoint)
+                view = views.get(endpoint)
                 if view is not None and not is_wrapped(view):
-                    views[rule.endpoint] = wrap_view(view, rule.endpoint, tracing.options.service)
+                    views[endpoint] = wrap_view(view, endpoint, tracing.options.service)
             if tracing.options.request_hook is not None:
                 tracing.options.run_request_hook(trace.span, req)
         except Exception:
@@ -151,18 +150,22 @@ def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
         if trace is not None:
             trace.exc = exception
 
-    # request_finished carries the final response (after every after_request
-    # function, error pages included): whether its body is still to be produced
-    # (streamed) or the request is complete, and what the response hook wants.
-    def response_ready(sender: Flask, response: flask.Response, **extra: Any) -> None:
+    # after_request sees the final response (error pages included; after the
+    # after_request functions registered later than init_app): whether its body
+    # is still to be produced (streamed) or the request is complete, and what the
+    # response hook wants. Cheaper per request than a request_finished receiver.
+    def response_ready(response: flask.Response) -> flask.Response:
         trace = current_request()
-        if trace is None:
-            return
-        trace.streamed = response.is_streamed
-        options = tracing.options
-        if options.response_hook is not None:
-            options.run_response_hook(trace.span, request._get_current_object(), response)  # type: ignore[attr-defined]
+        if trace is not None:
+            try:
+                trace.streamed = response.is_streamed
+                options = tracing.options
+                if options.response_hook is not None:
+                    options.run_response_hook(trace.span, request._get_current_object(), response)  # type: ignore[attr-defined]
+            except Exception:
+                pass
+        return response
 
-    # weak=False: the closures live as long as the app.
+    app.after_request(response_ready)
+    # weak=False: the closure lives as long as the app.
     flask.signals.got_request_exception.connect(_signals.mark_internal(record_exception), app, weak=False)
-    flask.signals.request_finished.connect(_signals.mark_internal(response_ready), app, weak=False)

@@ -213,12 +213,12 @@ class TracedBody:
 
     def __next__(self) -> bytes:
         try:
-            return _run(self._context, next, self._iterator)  # type: ignore[no-any-return]
+            return self._context.run(next, self._iterator)
         except StopIteration:
-            _run(self._context, self._trace.finish)
+            self._context.run(self._trace.finish)
             raise
         except BaseException as exc:
-            _run(self._context, self._trace.finish, exc)
+            self._context.run(self._trace.finish, exc)
             raise
 
     def close(self) -> None:
@@ -226,24 +226,14 @@ class TracedBody:
         try:
             close: Callable[[], None] | None = getattr(self._body, "close", None)
             if close is not None:
-                _run(self._context, close)
+                self._context.run(close)
         except BaseException as exc:
-            _run(self._context, trace.finish, exc)
+            self._context.run(trace.finish, exc)
             raise
         if not trace.finished:
             try:
                 trace.span.set_attribute("infratrace.response_incomplete", True)
             except Exception:
                 pass
-            _run(self._context, trace.finish)
+            self._context.run(trace.finish)
 
-
-def _run(context: Context, func: Callable[..., Any], *args: Any) -> Any:
-    try:
-        return context.run(func, *args)
-    except RuntimeError as exc:
-        # Only when the server iterates the body from inside this very context
-        # (the context is already entered): then it is current anyway.
-        if "already entered" not in str(exc):
-            raise
-        return func(*args)
