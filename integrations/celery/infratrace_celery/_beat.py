@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["beat_entry_name", "remember_beat", "forget_beat"]
+__all__ = ["beat_entry_name", "beat_may_publish", "forget_beat", "remember_beat"]
 
 _service: weakref.ReferenceType[Any] | None = None
 _beat_thread: int | None = None
@@ -33,6 +33,12 @@ def forget_beat() -> None:
     global _service, _beat_thread
     _service = None
     _beat_thread = None
+
+
+def beat_may_publish() -> bool:
+    """Whether beat runs in this process (cheap pre-check on every publish; messages
+    beat sends from elsewhere carry the ``celery_beat_task`` header)."""
+    return _beat_thread is not None
 
 
 def beat_entry_name(task_name: str, body: Any, headers: Mapping[str, Any]) -> str | None:

@@ -25,21 +25,26 @@ PUBLISHED_HEADER = "infratrace_published_ns"
 def write_context(headers: MutableMapping[str, Any], span: Span | NonRecordingSpan, published_ns: int) -> None:
     """Put the span's context into both header places. Always overwrite: on a retry
     Celery copies the previous message's custom headers (an older ``traceparent``)
-    into the re-published message."""
-    values: dict[str, Any] = {TRACEPARENT: format_traceparent(span), PUBLISHED_HEADER: published_ns}
-    tracestate: str = getattr(span, "tracestate", "")
-    if tracestate:
-        values[TRACESTATE] = tracestate
-    elif TRACESTATE in headers:
-        del headers[TRACESTATE]
-    headers.update(values)
+    into the re-published message.
+
+    This runs on every publish, so it is plain item assignment: no intermediate
+    dict, no ABC ``isinstance`` for the usual plain-dict headers."""
+    traceparent = format_traceparent(span)
+    tracestate: str = span.tracestate
+    headers[TRACEPARENT] = traceparent
+    headers[PUBLISHED_HEADER] = published_ns
     nested = headers.get("headers")
-    if isinstance(nested, MutableMapping):
-        if not tracestate:
-            nested.pop(TRACESTATE, None)
-        nested.update(values)
+    if nested is None or (type(nested) is not dict and not isinstance(nested, MutableMapping)):
+        nested = headers["headers"] = {}
+    nested[TRACEPARENT] = traceparent
+    nested[PUBLISHED_HEADER] = published_ns
+    if tracestate:
+        headers[TRACESTATE] = nested[TRACESTATE] = tracestate
     else:
-        headers["headers"] = dict(values)
+        if TRACESTATE in headers:
+            del headers[TRACESTATE]
+        if TRACESTATE in nested:
+            del nested[TRACESTATE]
 
 
 def _parse(traceparent: Any, tracestate: Any) -> SpanContext | None:

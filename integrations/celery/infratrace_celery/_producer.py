@@ -17,13 +17,14 @@ import infratrace
 from infratrace import NonRecordingSpan, Span
 
 from ._attributes import attempt_of, message_attributes
-from ._beat import beat_entry_name
+from ._beat import beat_entry_name, beat_may_publish
 from ._headers import write_context
 from ._state import state
 
 __all__ = ["after_publish", "before_publish", "guard_app", "unguard_apps"]
 
 AnySpan = Span | NonRecordingSpan
+_MISSING: Any = object()
 
 # task id -> producer span between before_ and after_task_publish (same thread).
 _pending: dict[str, AnySpan] = {}
@@ -64,6 +65,36 @@ def propagates(name: str) -> bool:
     return allowed
 
 
+class _Publish:
+    """What every publish of one task name shares, worked out once per name: the
+    span name, the attributes that do not change per message, and whether the
+    context goes into the headers."""
+
+    __slots__ = ("attrs", "propagate", "span_name")
+
+    def __init__(self, span_name: str, attrs: dict[str, Any], propagate: bool) -> None:
+        self.span_name = span_name
+        self.attrs = attrs
+        self.propagate = propagate
+
+
+# task name -> its _Publish, or None when the task is excluded (cleared by instrument()).
+_publish_info: dict[str, _Publish | None] = {}
+
+
+def _info_for(name: str) -> _Publish | None:
+    options = state.options
+    if options is None or name in options.excluded_tasks:
+        info = None
+    else:
+        static = message_attributes(state.service, "queue", name, name, "publish", None, None, 1)
+        del static["attempt"]  # per message
+        info = _Publish(f"queue:{name}", static, propagates(name))
+    if len(_publish_info) < 4096:
+        _publish_info[name] = info
+    return info
+
+
 def before_publish(
     sender: Any = None,
     body: Any = None,
@@ -72,26 +103,38 @@ def before_publish(
     **_: Any,
 ) -> None:
     try:
-        options = state.options
-        if options is None or headers is None or not isinstance(sender, str) or sender in options.excluded_tasks:
+        if state.options is None or headers is None or not isinstance(sender, str):
             return
-        task_id = _task_id(body, headers)
-        entry = beat_entry_name(sender, body, headers)
+        info: _Publish | None = _publish_info.get(sender, _MISSING)
+        if info is _MISSING:
+            info = _info_for(sender)
+        if info is None:
+            return  # excluded task
+        task_id = headers.get("id")
+        if task_id is None:
+            task_id = _task_id(body, headers)
+        retries = headers.get("retries")
+        from_beat = beat_may_publish() or headers.get("celery_beat_task")
+        entry = beat_entry_name(sender, body, headers) if from_beat else None
         if entry is None:
-            name, entry_kind, target = f"queue:{sender}", "queue", sender
+            name = info.span_name
+            attrs = info.attrs.copy()
         else:
-            name, entry_kind, target = f"trigger:{entry}", "trigger", entry
-        attempt = attempt_of(headers.get("retries"))
-        attrs = message_attributes(state.service, entry_kind, target, sender, "publish", task_id, routing_key, attempt)
-        if entry is not None:
+            name = f"trigger:{entry}"
+            attrs = message_attributes(state.service, "trigger", entry, sender, "publish", None, None, 1)
             attrs["celery.beat.entry"] = entry
+        attrs["attempt"] = retries + 1 if type(retries) is int else attempt_of(retries)
+        if task_id:
+            attrs["messaging.message.id"] = task_id if type(task_id) is str else str(task_id)
+        if routing_key:
+            attrs["messaging.destination.name"] = routing_key if type(routing_key) is str else str(routing_key)
         span = infratrace.start_span(name, attrs, kind="producer")
-        if propagates(sender):
+        if info.propagate:
             write_context(headers, span, time.time_ns())
         if task_id is None:
             span.end()
         else:
-            _pending[str(task_id)] = span
+            _pending[task_id if type(task_id) is str else str(task_id)] = span
     except Exception:
         pass  # tracing never breaks a publish
 
@@ -100,8 +143,12 @@ def after_publish(sender: Any = None, body: Any = None, headers: Mapping[str, An
     try:
         if headers is None:
             return
-        task_id = _task_id(body, headers)
-        span = _pending.pop(str(task_id), None) if task_id is not None else None
+        task_id = headers.get("id")
+        if task_id is None:
+            task_id = _task_id(body, headers)
+            if task_id is None:
+                return
+        span = _pending.pop(task_id if type(task_id) is str else str(task_id), None)
         if span is not None:
             span.end()
     except Exception:
@@ -191,3 +238,4 @@ def unguard_apps() -> None:
     _guarded.clear()
     _pending.clear()
     _task_propagates.clear()
+    _publish_info.clear()
