@@ -23,7 +23,9 @@ __all__ = [
     "WebOptions",
     "finish_http_span",
     "http_span_name",
+    "report_budget",
     "request_attributes",
+    "websocket_span_name",
 ]
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"})
@@ -150,6 +152,18 @@ def http_span_name(method: str, route: str | None) -> str:
     return f"http:{method} {route}" if route else f"http:{method}"
 
 
+def websocket_span_name(route: str | None) -> str:
+    """``http:WEBSOCKET /ws/{room}`` (``http:WEBSOCKET`` when no route matched): one
+    server span for a WebSocket connection's whole life, named alike by every adapter."""
+    return f"http:WEBSOCKET {route}" if route else "http:WEBSOCKET"
+
+
+def report_budget(span: AnySpan, budget: SpanBudget | None) -> None:
+    """Record on the request's span how many spans its budget refused (if any)."""
+    if budget is not None and budget.dropped:
+        span.set_attribute("infratrace.spans_dropped", budget.dropped)
+
+
 def normalize_method(method: str) -> str:
     upper = method.upper()
     return upper if upper in KNOWN_METHODS else "_OTHER"
@@ -211,12 +225,13 @@ def finish_http_span(
 ) -> None:
     """Record the response status and end the span: an exception or a 5xx is an
     ``error``; a 4xx stays ``ok`` with the code recorded (OTel's server-span rule).
-    Spans refused by the request's budget are recorded as ``infratrace.spans_dropped``."""
+    Spans refused by the request's budget are recorded as ``infratrace.spans_dropped``
+    (pass ``budget`` only when the span ends in the context that activated it; else
+    call :func:`report_budget` and deactivate the budget where it was activated)."""
     try:
         if budget is not None:
             budget.deactivate()
-            if budget.dropped:
-                span.set_attribute("infratrace.spans_dropped", budget.dropped)
+            report_budget(span, budget)
         if status_code is not None:
             span.set_attribute("http.response.status_code", status_code)
         if exc is not None:

@@ -14,7 +14,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 import infratrace
 from infratrace import SpanBudget
-from infratrace.web import KNOWN_METHODS, WebOptions, finish_http_span, http_span_name, request_attributes
+from infratrace.web import KNOWN_METHODS, WebOptions, finish_http_span, http_span_name, report_budget, request_attributes
 
 from ._routes import RouteTable
 
@@ -256,9 +256,7 @@ class HttpCycle:
         if route:
             span.name = span_name(self._method, route)
             span.set_attributes({"http.route": route, "target": route})
-        budget = self._budget
-        if budget is not None and budget.dropped:
-            span.set_attribute("infratrace.spans_dropped", budget.dropped)
+        report_budget(span, self._budget)
 
     def _finish(self, exc: BaseException | None = None) -> None:
         if self.finished:

@@ -7,7 +7,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 import infratrace
 from infratrace import SpanBudget
-from infratrace.web import WebOptions, finish_http_span
+from infratrace.web import WebOptions, finish_http_span, report_budget, websocket_span_name
 
 from ._http import parse_request
 from ._routes import RouteTable
@@ -16,10 +16,6 @@ __all__ = ["WebSocketCycle", "websocket_span_name"]
 
 AnySpan = infratrace.Span | infratrace.NonRecordingSpan
 ERROR_CLOSE_CODES = frozenset({1011, 1014})  # internal error, bad gateway
-
-
-def websocket_span_name(route: str | None) -> str:
-    return f"http:WEBSOCKET {route}" if route else "http:WEBSOCKET"
 
 
 class WebSocketCycle:
@@ -97,9 +93,7 @@ class WebSocketCycle:
             if self.close_code is not None:
                 span.set_attribute("websocket.close.code", self.close_code)
                 span.set_attribute("websocket.closed_by", self.closed_by)
-            budget = self._budget
-            if budget is not None and budget.dropped:
-                span.set_attribute("infratrace.spans_dropped", budget.dropped)
+            report_budget(span, self._budget)
             if exc is None and self.close_code in ERROR_CLOSE_CODES:
                 span.set_attribute("http.response.status_code", self.status or 101)
                 span.end(status="error", code=self.close_code, message=f"WebSocket closed with code {self.close_code}")
