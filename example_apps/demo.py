@@ -12,6 +12,7 @@ the console and JSON lines to demo-output/traces.jsonl.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +42,7 @@ class DemoContext:
         self.env["PYTHONPATH"] = os.pathsep.join([str(ROOT), self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.env["PYTHONUNBUFFERED"] = "1"
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._worker: subprocess.Popen[bytes] | None = None
 
     @staticmethod
     def free_port() -> int:
@@ -80,6 +83,39 @@ class DemoContext:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
+    def start_worker(self) -> None:
+        """One Celery worker for the whole demo, consuming the web apps' checkout tasks
+        on a queue of its own (Redis at 127.0.0.1:6379)."""
+        queue = f"demo-{uuid.uuid4().hex[:8]}"
+        self.env["CELERY_APP_QUEUE"] = queue
+        os.environ["CELERY_APP_QUEUE"] = queue  # read by example_apps.celery_app.tasks
+        self._worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "--quiet", "-A", "example_apps.celery_app.tasks", "worker", "-P", "prefork",
+             "-c", "2", "-Q", queue, "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning"],
+            cwd=ROOT, env=self.env,
+        )  # fmt: skip
+
+    def stop_worker(self) -> None:
+        if self._worker is not None and self._worker.poll() is None:
+            self._worker.terminate()  # warm shutdown: running tasks finish, spans are flushed
+            try:
+                self._worker.wait(30)
+            except subprocess.TimeoutExpired:
+                self._worker.kill()
+        self._worker = None
+
+    def checkout(self, url: str) -> None:
+        """POST to a web app's checkout route, which sends a Celery task; wait for the
+        worker to finish it, so the request's trace continues into the task."""
+        request = urllib.request.Request(url, data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            task_id = json.loads(response.read())["task_id"]
+        from example_apps.celery_app.tasks import app as celery_app
+
+        result = celery_app.AsyncResult(task_id)
+        result.get(timeout=60, propagate=False)
+        print(f"POST {url} -> task {task_id}: {result.state} {result.result}", flush=True)
+
     def stop_all(self) -> None:
         for process in reversed(self._processes):
             if process.poll() is None:
@@ -100,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ctx.trace_file.exists():
         ctx.trace_file.unlink()
     ran = []
+    if any(name.startswith(w) for name in APPS[1:4] for w in wanted):
+        ctx.start_worker()
     try:
         for name in APPS:
             if not any(name.startswith(w) for w in wanted):
@@ -118,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ran.append(name)
     finally:
         ctx.stop_all()
+        ctx.stop_worker()
 
     from infratrace.cli import read_spans, render_trees
 

@@ -26,6 +26,7 @@ app.conf.update(
     task_serializer="json",
     accept_content=["json"],
     result_expires=3600,
+    worker_redirect_stdouts=False,  # span lines on the console stay plain
 )
 infratrace_celery.instrument(app)
 

@@ -34,3 +34,5 @@ def run(ctx: Any) -> None:
     ]:
         status, body = ctx.request(url, headers)
         ctx.log(f"GET {url} -> {status} {body[:60]!r}")
+    ctx.checkout(f"{wsgi}/checkout/601/")
+    ctx.checkout(f"{asgi}/checkout/602/")

@@ -8,6 +8,7 @@ urlpatterns = [
     path("health/", views.health),
     path("users/<int:pk>/", views.UserView.as_view()),
     path("orders/<int:order_id>/", views.order),
+    path("checkout/<int:order_id>/", views.checkout),
     path("report/", views.report),
     path("ticker/", views.ticker),
     path("async/", views.async_hello),

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
 
 from . import services
 
@@ -22,6 +24,16 @@ class UserView(View):
 
 def order(request: HttpRequest, order_id: int) -> JsonResponse:
     return JsonResponse(services.place_order(order_id, ["book", "pen"]))
+
+
+@csrf_exempt
+@require_POST
+def checkout(request: HttpRequest, order_id: int) -> JsonResponse:
+    """Sends the order to the Celery worker; the task's trace continues this request."""
+    from example_apps.celery_app.tasks import process_order
+
+    result = process_order.delay(order_id, "book", 1)
+    return JsonResponse({"task_id": result.id}, status=202)
 
 
 def report(request: HttpRequest) -> StreamingHttpResponse:

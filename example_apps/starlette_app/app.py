@@ -62,6 +62,15 @@ async def user(request: Request) -> Response:
     return JSONResponse(profile)
 
 
+def checkout(request: Request) -> Response:
+    """Sends the order to the Celery worker (a sync endpoint: Starlette runs it in a
+    thread with the request's context, so the task's trace continues this request)."""
+    from example_apps.celery_app.tasks import process_order
+
+    result = process_order.delay(request.path_params["order_id"], "book", 1)
+    return JSONResponse({"task_id": result.id}, status_code=202)
+
+
 async def report(request: Request) -> Response:
     """Streams a few lines; each says when it was produced (Unix ns), so a client can
     check that the request's span ended after the last one."""
@@ -106,6 +115,7 @@ app = Starlette(
         Route("/", home),
         Route("/health", health),
         Route("/users/{user_id:int}", user),
+        Route("/checkout/{order_id:int}", checkout, methods=["POST"]),
         Route("/report", report),
         Route("/events", events),
         Route("/fail", fail),

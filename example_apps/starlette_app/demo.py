@@ -26,3 +26,4 @@ def run(ctx: Any) -> None:
     ):
         status, body = ctx.request(base + path, headers)
         print(f"GET {path} -> {status} {body[:60]!r}", flush=True)
+    ctx.checkout(f"{base}/checkout/501")
