@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Blueprint, Flask, Response, abort, stream_with_context
+from flask import request as flask_request
 from infratrace_flask import InfraTrace
 
 import infratrace
@@ -491,3 +492,20 @@ def test_bad_options_fail_at_init_naming_the_key(config: dict[str, Any], options
         InfraTrace(app, **options)
     assert info.value.key == key
     assert key in str(info.value)
+
+
+def test_rule_kept_when_a_before_request_hook_answers(spans: SpansFn, make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    add_routes(app)
+
+    @app.before_request
+    def require_login() -> tuple[str, int] | None:
+        return ("login first", 401) if flask_request.headers.get("X-User") is None else None
+
+    client = app.test_client()
+    assert client.get("/users/9").status_code == 401
+    assert client.get("/users/9", headers={"X-User": "ada"}).get_json() == {"id": 9}
+    trace = spans()
+    servers = [span for span in trace.spans if span["name"] == "http:GET /users/<int:user_id>"]
+    assert [(s["status"], s["status_code"]) for s in servers] == [("ok", 401), ("ok", 200)]
+    assert trace.names().count("web:show_user") == 1  # the view ran once

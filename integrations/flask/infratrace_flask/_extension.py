@@ -6,6 +6,7 @@ the endpoint, the unhandled exception and the final response."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +19,7 @@ from infratrace import ConfigError, Tracer
 from infratrace.web import WebOptions
 
 from . import _signals
-from ._middleware import TraceMiddleware, current_request
+from ._middleware import RequestTrace, TraceMiddleware, current_request
 from ._views import is_wrapped, wrap_view
 
 __all__ = ["APP_CONFIG_KEY", "OPTIONS_CONFIG_KEY", "AppTracing", "InfraTrace"]
@@ -31,13 +32,32 @@ EXTRA_KEYS = ("signals", "signals_exclude")
 class AppTracing:
     """Per-application state, kept in ``app.extensions["infratrace"]``."""
 
-    __slots__ = ("app", "options", "signals", "traced_signal_ids")
+    __slots__ = ("_lock", "app", "options", "request_hook_connected", "signals", "traced_signal_ids", "views_wrapped")
 
     def __init__(self, app: Flask, options: WebOptions, signals: tuple[_signals.TracedSignal, ...]) -> None:
         self.app = app
         self.options = options
         self.signals = signals
         self.traced_signal_ids = frozenset(id(traced.signal) for traced in signals)
+        self.views_wrapped = False
+        self.request_hook_connected = False
+        self._lock = threading.Lock()
+
+    def wrap_views(self) -> None:
+        """Give every view its ``web:`` wrapper, once, at the first request: routes
+        cannot be added after it (Flask raises), so none is missed, and no hook has to
+        look for unwrapped views on every request."""
+        with self._lock:
+            if self.views_wrapped:
+                return
+            try:
+                views = self.app.view_functions
+                for endpoint, view in list(views.items()):
+                    if not is_wrapped(view):
+                        views[endpoint] = wrap_view(view, endpoint, self.options.service)
+            except Exception:
+                pass
+            self.views_wrapped = True
 
     @property
     def service(self) -> str:
@@ -79,6 +99,7 @@ class InfraTrace:
         existing = app.extensions.get(_signals.EXTENSION_KEY)
         if isinstance(existing, AppTracing):
             existing.update(web_options, signals)
+            _connect_request_hook(app, existing)
             return existing
         tracing = AppTracing(app, web_options, signals)
         app.extensions[_signals.EXTENSION_KEY] = tracing
@@ -123,41 +144,22 @@ def _configure_tracing(app: Flask) -> None:
 
 
 def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
-    # A URL value preprocessor runs for every request, matched or not, before any
-    # before_request function could answer instead of the view: the earliest
-    # documented per-request hook that sees the matched rule.
-    def trace_route(endpoint: str | None, values: dict[str, Any] | None) -> None:
-        trace = current_request()
-        if trace is None:
-            return
-        try:
-            req = request._get_current_object()  # type: ignore[attr-defined]
-            if endpoint is not None:
-                trace.set_route(req.url_rule.rule)
-                views = app.view_functions
-                view = views.get(endpoint)
-                if view is not None and not is_wrapped(view):
-                    views[endpoint] = wrap_view(view, endpoint, tracing.options.service)
-            if tracing.options.request_hook is not None:
-                tracing.options.run_request_hook(trace.span, req)
-        except Exception:
-            pass
-
-    app.url_value_preprocessor(trace_route)
-
     def record_exception(sender: Flask, exception: BaseException, **extra: Any) -> None:
         trace = current_request()
         if trace is not None:
             trace.exc = exception
+            _record_route(trace)
 
-    # after_request sees the final response (error pages included; after the
-    # after_request functions registered later than init_app): whether its body
-    # is still to be produced (streamed) or the request is complete, and what the
-    # response hook wants. Cheaper per request than a request_finished receiver.
+    # after_request sees the final response, error pages included (after the
+    # after_request functions registered later than init_app): the matched rule,
+    # whether the body is still to be produced (streamed) or the request is
+    # complete, and what the response hook wants. One cheap call per request; a
+    # request_finished receiver or a URL value preprocessor costs more.
     def response_ready(response: flask.Response) -> flask.Response:
         trace = current_request()
         if trace is not None:
             try:
+                _record_route(trace)
                 trace.streamed = response.is_streamed
                 options = tracing.options
                 if options.response_hook is not None:
@@ -169,3 +171,32 @@ def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
     app.after_request(response_ready)
     # weak=False: the closure lives as long as the app.
     flask.signals.got_request_exception.connect(_signals.mark_internal(record_exception), app, weak=False)
+    _connect_request_hook(app, tracing)
+
+
+def _record_route(trace: RequestTrace) -> None:
+    if trace.route is None:
+        rule = request.url_rule
+        if rule is not None:
+            trace.set_route(rule.rule)
+
+
+def _connect_request_hook(app: Flask, tracing: AppTracing) -> None:
+    # Only for a request hook: a URL value preprocessor runs for every request,
+    # matched or not, before any before_request function could answer instead of
+    # the view — the earliest documented hook that sees the matched rule.
+    if tracing.options.request_hook is None or tracing.request_hook_connected:
+        return
+
+    def run_request_hook(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        trace = current_request()
+        options = tracing.options
+        if trace is not None and options.request_hook is not None:
+            try:
+                _record_route(trace)
+                options.run_request_hook(trace.span, request._get_current_object())  # type: ignore[attr-defined]
+            except Exception:
+                pass
+
+    app.url_value_preprocessor(run_request_hook)
+    tracing.request_hook_connected = True

@@ -36,10 +36,16 @@ def current_request() -> RequestTrace | None:
 
 
 class OptionsSource(Protocol):
-    """Where the middleware reads the app's current options (re-``init_app`` swaps them)."""
+    """Where the middleware reads the app's current options (re-``init_app`` swaps
+    them), and how it readies the app at its first request."""
 
     @property
     def options(self) -> WebOptions: ...
+
+    @property
+    def views_wrapped(self) -> bool: ...
+
+    def wrap_views(self) -> None: ...
 
 
 class RequestTrace:
@@ -110,7 +116,10 @@ class TraceMiddleware:
         self.source = source
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        options = self.source.options
+        source = self.source
+        if not source.views_wrapped:
+            source.wrap_views()
+        options = source.options
         if options.excluded_paths and options.excluded(environ.get("PATH_INFO", "")):
             return self.wsgi_app(environ, start_response)
         context = copy_context()
