@@ -1,9 +1,9 @@
 """Real workers for the Celery tests: separate processes against the real Redis broker.
 
-One prefork (2 processes) and one solo worker serve the whole session, each on its own
-queue (unique per session, so parallel sessions never share messages); tests send tasks
-from this process and read the spans of every process back from the file driver's
-JSON lines (one file per process)."""
+One prefork (2 processes), one solo and one threads (4 threads) worker serve the whole
+session, each on its own queue (unique per session, so parallel sessions never share
+messages); tests send tasks from this process and read the spans of every process back
+from the file driver's JSON lines (one file per process)."""
 
 from __future__ import annotations
 
@@ -105,10 +105,13 @@ class Worker:
         self.log = log
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
-    def stop(self, timeout: float = 30.0) -> int:
-        """Warm shutdown (SIGTERM), as a process supervisor does it."""
+    def terminate(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Warm shutdown (SIGTERM), as a process supervisor does it."""
+        self.terminate()
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -132,8 +135,8 @@ def celery_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session
     config = worker_config(directory)
     tag = uuid.uuid4().hex[:8]
     workers = {
-        pool: Worker(pool, f"infratrace-{pool}-{tag}", config, directory / f"{pool}.log")
-        for pool in ("prefork", "solo")
+        pool: Worker(pool, f"infratrace-{pool}-{tag}", config, directory / f"{pool}.log", concurrency=concurrency)
+        for pool, concurrency in (("prefork", 2), ("solo", 1), ("threads", 4))
     }
     from tests.celery import worker_app
 
@@ -148,12 +151,14 @@ def celery_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session
             worker_app.add.apply_async((0, 0), queue=worker.queue).get(timeout=30)
         yield session
     finally:
+        for worker in workers.values():  # stop them together: each takes seconds
+            worker.terminate()
         codes = {pool: worker.stop() for pool, worker in workers.items()}
         import infratrace_celery
 
         infratrace_celery.uninstrument()
         infratrace.shutdown(5)
-    assert codes == {"prefork": 0, "solo": 0}, codes
+    assert codes == {"prefork": 0, "solo": 0, "threads": 0}, codes
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -16,10 +18,10 @@ from celery.exceptions import TaskRevokedError
 import infratrace
 
 from .conftest import ROOT, Session, Spans, Worker, wait_until, worker_config
-from .worker_app import add, app, fail, fan_out, flaky, isolated, isolated_by_attribute, total
+from .worker_app import add, app, fail, fan_out, flaky, isolated, isolated_by_attribute, together, total
 
 pytestmark = pytest.mark.slow
-POOLS = ("prefork", "solo")
+POOLS = ("prefork", "solo", "threads")
 ADD = "tests.celery.worker_app.add"
 
 
@@ -98,6 +100,43 @@ def test_failing_task_is_an_error(celery_spans: Session, pool: str) -> None:
     assert consumer["status"] == "error"
     assert "ValueError: card declined" in consumer["status_message"]
     assert consumer["attributes"]["celery.state"] == "FAILURE"
+
+
+def test_threads_pool_keeps_concurrent_tasks_apart(celery_spans: Session) -> None:
+    """4 tasks sent at once from 4 threads here, run at once by the 4 threads of one
+    worker (they wait for each other inside their spans, so a pool that shared or
+    leaked the current span between threads would put a span under another task)."""
+    worker = celery_spans.workers["threads"]
+    key, parties = uuid.uuid4().hex, 4
+
+    def send(value: int) -> tuple[Any, Any]:
+        with infratrace.begin(f"web:together-{value}") as root:
+            return root, together.apply_async((key, parties, value), queue=worker.queue)
+
+    with ThreadPoolExecutor(parties) as pool:
+        sent = list(pool.map(send, range(parties)))
+    assert [result.get(timeout=30) for _, result in sent] == [v * 2 for v in range(parties)]
+
+    consumer_pids = set()
+    for root, result in sent:
+        spans = celery_spans.spans.wait_trace(root.trace_id, 5)
+        assert sorted(s["name"] for s in spans) == sorted(
+            [root.name, "queue:tests.celery.worker_app.together", "queue:tests.celery.worker_app.together",
+             "service:calc.together", "method:calc.check"]
+        ), spans  # fmt: skip
+        producer = named(spans, "queue:tests.celery.worker_app.together", "producer")[0]
+        consumer = named(spans, "queue:tests.celery.worker_app.together", "consumer")[0]
+        service = named(spans, "service:calc.together")[0]
+        method = named(spans, "method:calc.check")[0]
+        assert producer["parent_span_id"] == root.span_id
+        assert consumer["parent_span_id"] == producer["span_id"]
+        assert service["parent_span_id"] == consumer["span_id"]
+        assert method["parent_span_id"] == service["span_id"]
+        assert consumer["attributes"]["messaging.message.id"] == result.id
+        assert consumer["attributes"]["messaging.destination.name"] == worker.queue
+        assert consumer["attributes"]["attempt"] == 1 and consumer["status"] == "ok"
+        consumer_pids.add(consumer["resource"]["process.pid"])
+    assert len(consumer_pids) == 1 and os.getpid() not in consumer_pids  # one worker process, its threads
 
 
 def test_chord_callback_is_in_the_same_trace(celery_spans: Session) -> None:

@@ -5,6 +5,7 @@ environment so each test session uses its own Redis database and queues."""
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import infratrace_celery
@@ -86,3 +87,26 @@ def fan_out(queue: str) -> str:
     """Sends a chord from inside the worker: its parts continue this task's trace."""
     chord(group(add.s(i, i).set(queue=queue) for i in range(3)), total.s().set(queue=queue)).apply_async()
     return "sent"
+
+
+# key -> a barrier shared by the copies of ``together`` running in one (threads pool) worker
+_barriers: dict[str, threading.Barrier] = {}
+_barriers_lock = threading.Lock()
+
+
+@infratrace.service("calc.together")
+def _together(barrier: threading.Barrier, value: int) -> int:
+    barrier.wait()  # every copy has its service: span open at once
+    with infratrace.begin("method:calc.check", {"kind": "method", "target": "calc.check"}):
+        barrier.wait()  # ... and its method: span
+        return value * 2
+
+
+@app.task
+def together(key: str, parties: int, value: int) -> int:
+    """Runs only when ``parties`` copies (same ``key``) run at the same time in this
+    process: each waits for the others (up to 15 s, else it fails) inside its own spans,
+    so a pool that mixed up the threads' current spans would show in the trace."""
+    with _barriers_lock:
+        barrier = _barriers.setdefault(key, threading.Barrier(parties, timeout=15))
+    return _together(barrier, value)
