@@ -55,6 +55,7 @@ def instrument(app: Any = None, **options: Any) -> None:
         state.service = parsed.service or (str(app.main) if app is not None and app.main else "celery")
         _producer._task_propagates.clear()
         _producer._publish_info.clear()
+        _consumer._run_info.clear()
         for signal, receiver in _receivers():
             signal.connect(receiver, weak=False, dispatch_uid=f"infratrace_celery.{receiver.__name__}")
         if app is not None:

@@ -56,31 +56,66 @@ def _latency_ms(published: Any, eta: Any, now_ns: int) -> float | None:
         return None
 
 
+class _Run:
+    """What every execution of one task name shares, worked out once per name: the
+    span name and the attributes that do not change per message."""
+
+    __slots__ = ("attrs", "span_name")
+
+    def __init__(self, span_name: str, attrs: dict[str, Any]) -> None:
+        self.span_name = span_name
+        self.attrs = attrs
+
+
+# task name -> its _Run, or None when the task is excluded (cleared by instrument()).
+_run_info: dict[str, _Run | None] = {}
+_MISSING: Any = object()
+
+
+def _run_info_for(name: str) -> _Run | None:
+    options = state.options
+    if options is None or name in options.excluded_tasks:
+        info = None
+    else:
+        static = message_attributes(state.service, "queue", name, name, "process", None, None, 1)
+        del static["attempt"]  # per message
+        info = _Run(f"queue:{name}", static)
+    if len(_run_info) < 4096:
+        _run_info[name] = info
+    return info
+
+
 def on_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
     try:
         options = state.options
         if options is None or task is None:
             return
         name = task.name
-        if name in options.excluded_tasks:
-            return
+        info: _Run | None = _run_info.get(name, _MISSING)
+        if info is _MISSING:
+            info = _run_info_for(name)
+        if info is None:
+            return  # excluded task
         request = task.request
         eager = bool(getattr(request, "is_eager", False))
-        parent: SpanContext | None = None
-        published = None
-        if not eager and _propagates(task, name):
-            parent, published = context_from_request(request)
+        attrs = info.attrs.copy()
+        retries = request.retries
+        attrs["attempt"] = retries + 1 if type(retries) is int else attempt_of(retries)
+        if task_id:
+            attrs["messaging.message.id"] = task_id if type(task_id) is str else str(task_id)
         delivery = getattr(request, "delivery_info", None)
-        destination = delivery.get("routing_key") if isinstance(delivery, Mapping) else None
-        attrs = message_attributes(
-            state.service, "queue", name, name, "process", task_id, destination, attempt_of(request.retries)
-        )
+        destination = delivery.get("routing_key") if type(delivery) is dict or isinstance(delivery, Mapping) else None
+        if destination:
+            attrs["messaging.destination.name"] = str(destination)
+        parent: SpanContext | None = None
         if eager:
             attrs["celery.eager"] = True
-        latency = _latency_ms(published, getattr(request, "eta", None), time.time_ns())
-        if latency is not None:
-            attrs["celery.queue_latency_ms"] = latency
-        span = infratrace.begin(f"queue:{name}", attrs, kind="consumer", parent=parent)
+        elif _propagates(task, name):
+            parent, published = context_from_request(request)
+            latency = _latency_ms(published, getattr(request, "eta", None), time.time_ns())
+            if latency is not None:
+                attrs["celery.queue_latency_ms"] = latency
+        span = infratrace.begin(info.span_name, attrs, kind="consumer", parent=parent)
         budget = SpanBudget(options.span_budget).activate() if options.span_budget else None
         setattr(request, REQUEST_SLOT, (span, budget))
         if not eager and task_id is not None:
