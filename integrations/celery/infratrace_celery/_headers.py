@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from infratrace import NonRecordingSpan, Span, SpanContext, format_traceparent, parse_traceparent
+from infratrace import NonRecordingSpan, Span, SpanContext, parse_traceparent
 
 __all__ = ["PUBLISHED_HEADER", "context_from_headers", "context_from_request", "write_context"]
 
@@ -29,7 +29,9 @@ def write_context(headers: MutableMapping[str, Any], span: Span | NonRecordingSp
 
     This runs on every publish, so it is plain item assignment: no intermediate
     dict, no ABC ``isinstance`` for the usual plain-dict headers."""
-    traceparent = format_traceparent(span)
+    flags = span.flags
+    # == format_traceparent(span); the %-formatting properties cost half its f-string.
+    traceparent = f"00-{span.trace_id}-{span.span_id}-{'01' if flags == 1 else '%02x' % (flags & 0xFF)}"
     tracestate: str = span.tracestate
     headers[TRACEPARENT] = traceparent
     headers[PUBLISHED_HEADER] = published_ns
