@@ -70,7 +70,7 @@ def traced(
         def start(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | NonRecordingSpan:
             span_attrs = {**base, **_arg_attrs(signature, args, kwargs)} if record_args else base
             try:
-                return _tracer._hook.start_span(name, span_attrs, kind=kind)  # type: ignore[attr-defined,no-any-return]
+                return _tracer._hook.start_span(name, span_attrs, kind=kind)  # type: ignore[no-any-return]
             except Exception:
                 return NonRecordingSpan(name, _current.get(), make_current=False)
 

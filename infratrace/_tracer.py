@@ -329,14 +329,14 @@ def _bind_public(hook: TraceHook) -> None:
     import infratrace
 
     if hook is _tracer:  # never raises: bound as is
-        infratrace.begin = hook.begin  # type: ignore[assignment]
-        infratrace.start_span = hook.start_span  # type: ignore[assignment]
-        infratrace.trace = hook.trace  # type: ignore[assignment]
+        infratrace.begin = hook.begin
+        infratrace.start_span = hook.start_span
+        infratrace.trace = hook.trace
         return
     # A third-party hook gets a guard: its failures must not reach the application.
-    infratrace.begin = _guarded(hook.begin, make_current=True)  # type: ignore[assignment]
-    infratrace.start_span = _guarded(hook.start_span, make_current=False)  # type: ignore[assignment]
-    infratrace.trace = _guarded(hook.trace, make_current=False)  # type: ignore[assignment]
+    infratrace.begin = _guarded(hook.begin, make_current=True)
+    infratrace.start_span = _guarded(hook.start_span, make_current=False)
+    infratrace.trace = _guarded(hook.trace, make_current=False)
 
 
 def _guarded(method: Callable[..., Any], make_current: bool) -> Callable[..., Any]:

@@ -25,6 +25,7 @@ __all__ = [
     "http_span_name",
     "report_budget",
     "request_attributes",
+    "set_route",
     "websocket_span_name",
 ]
 
@@ -145,11 +146,27 @@ class WebOptions:
                 span.set_attribute("infratrace.hook_error", f"response_hook: {type(exc).__name__}: {exc}")
 
 
+# (method, route) -> name for known methods: as small as the app's route table.
+_span_names: dict[tuple[str, str | None], str] = {}
+
+
 def http_span_name(method: str, route: str | None) -> str:
     """``http:GET /users/{user_id}``, or ``http:GET`` when no route matched (raw paths
     would make names high-cardinality)."""
-    method = normalize_method(method)
-    return f"http:{method} {route}" if route else f"http:{method}"
+    name = _span_names.get((method, route))
+    if name is None:
+        normalized = normalize_method(method)
+        name = f"http:{normalized} {route}" if route else f"http:{normalized}"
+        if normalized == method and len(_span_names) < 10_000:
+            _span_names[(method, route)] = name
+    return name
+
+
+def set_route(span: AnySpan, method: str, route: str, *, websocket: bool = False) -> None:
+    """Name a server span after the route found once routing ran, and record it
+    (``http.route`` and the seed's ``target``)."""
+    span.name = websocket_span_name(route) if websocket else http_span_name(method, route)
+    span.set_attributes({"http.route": route, "target": route})
 
 
 def websocket_span_name(route: str | None) -> str:

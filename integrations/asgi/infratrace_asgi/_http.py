@@ -14,7 +14,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 import infratrace
 from infratrace import SpanBudget
-from infratrace.web import KNOWN_METHODS, WebOptions, finish_http_span, http_span_name, report_budget, request_attributes
+from infratrace.web import (
+    WebOptions,
+    finish_http_span,
+    http_span_name,
+    report_budget,
+    request_attributes,
+    set_route,
+)
 
 from ._routes import RouteTable
 
@@ -97,20 +104,6 @@ def _server(host: bytes | None, server: Any) -> tuple[str | None, int | None]:
     return None, None
 
 
-# (method, route) -> span name, for the known methods only (so the cache stays as small
-# as the app's route table): saves normalising the method twice per request.
-_names: dict[tuple[str, str | None], str] = {}
-
-
-def span_name(method: str, route: str | None) -> str:
-    name = _names.get((method, route))
-    if name is None:
-        name = http_span_name(method, route)
-        if method in KNOWN_METHODS:
-            _names[(method, route)] = name
-    return name
-
-
 class HttpCycle:
     """State of one request; ``send``/``receive`` are handed to the app in place of the
     server's. The span ends at the last body chunk (``more_body`` false), or when the
@@ -145,7 +138,7 @@ class HttpCycle:
     ) -> None:
         method = scope.get("method") or "GET"
         attrs, parent = parse_request(scope, options, method)
-        self.span: AnySpan = infratrace.start_span(span_name(method, None), attrs, kind="server", parent=parent)
+        self.span: AnySpan = infratrace.start_span(http_span_name(method, None), attrs, kind="server", parent=parent)
         self.route: str | None = None
         self.status: int | None = None
         self.finished = False
@@ -254,8 +247,7 @@ class HttpCycle:
             if routes is not None and scope_route is not None:
                 route = routes.template_of(scope_route)
         if route:
-            span.name = span_name(self._method, route)
-            span.set_attributes({"http.route": route, "target": route})
+            set_route(span, self._method, route)
         report_budget(span, self._budget)
 
     def _finish(self, exc: BaseException | None = None) -> None:

@@ -7,7 +7,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 import infratrace
 from infratrace import SpanBudget
-from infratrace.web import WebOptions, finish_http_span, report_budget, websocket_span_name
+from infratrace.web import WebOptions, finish_http_span, report_budget, set_route, websocket_span_name
 
 from ._http import parse_request
 from ._routes import RouteTable
@@ -87,9 +87,7 @@ class WebSocketCycle:
             if route is None and self._routes is not None and self._scope.get("route") is not None:
                 route = self._routes.template_of(self._scope["route"])
             if route:
-                span.name = websocket_span_name(route)
-                span.set_attribute("http.route", route)
-                span.set_attribute("target", route)
+                set_route(span, "GET", route, websocket=True)
             if self.close_code is not None:
                 span.set_attribute("websocket.close.code", self.close_code)
                 span.set_attribute("websocket.closed_by", self.closed_by)

@@ -22,7 +22,7 @@ import infratrace
 from infratrace import parse_traceparent
 from infratrace._budget import SpanBudget
 from infratrace._span import _current
-from infratrace.web import finish_http_span, http_span_name, request_attributes
+from infratrace.web import finish_http_span, http_span_name, request_attributes, set_route
 
 from ._options import DjangoOptions, django_options
 from ._stream import AsyncTracedStream, TracedStream
@@ -150,9 +150,7 @@ class TraceMiddleware:
             route = match.route if match is not None else None
             span = trace.span
             if route:
-                span.name = http_span_name(trace.method, route)
-                span.set_attribute("http.route", route)
-                span.set_attribute("target", route)
+                set_route(span, trace.method, route)
             path = view_path(view)
             attrs = {"kind": "web", "target": path, "module": "django", "operation": path, "code.function.name": path}
             if self.options.web.service:
@@ -174,9 +172,7 @@ class TraceMiddleware:
                 match = getattr(request, "resolver_match", None)
                 route = match.route if match is not None else None
                 if route:
-                    span.name = http_span_name(trace.method, route)
-                    span.set_attribute("http.route", route)
-                    span.set_attribute("target", route)
+                    set_route(span, trace.method, route)
             if trace.timings is not None:
                 trace.timings.finish(span)
             web = self.options.web

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import infratrace
 from infratrace import NonRecordingSpan, Span, SpanBudget
-from infratrace.web import WebOptions, finish_http_span, http_span_name, request_attributes
+from infratrace.web import WebOptions, finish_http_span, http_span_name, request_attributes, set_route
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -75,10 +75,7 @@ class RequestTrace:
     def set_route(self, route: str) -> None:
         """The matched URL rule (``/users/<int:user_id>``) names the span."""
         self.route = route
-        span = self.span
-        span.name = http_span_name(self.method, route)
-        span.set_attribute("http.route", route)
-        span.set_attribute("target", route)
+        set_route(self.span, self.method, route)
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
         try:
