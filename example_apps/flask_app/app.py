@@ -71,6 +71,14 @@ def create_app(**options: Any) -> Flask:
         order_placed.send(app, order_id=order_id)
         return render_template_string("order {{ order_id }} placed\n", order_id=order_id)
 
+    @app.post("/checkout/<int:order_id>")
+    def checkout(order_id: int) -> tuple[dict[str, str], int]:
+        """Sends the order to the Celery worker; the task's trace continues this request."""
+        from example_apps.celery_app.tasks import process_order
+
+        result = process_order.delay(order_id, "book", 1)
+        return {"task_id": result.id}, 202
+
     @order_placed.connect_via(app)
     def send_confirmation(sender: Flask, order_id: str, **extra: Any) -> None:
         with infratrace.begin("method:mail.send", {"order_id": order_id}):

@@ -30,3 +30,4 @@ def run(ctx: Any) -> None:
     request = urllib.request.Request(f"{base}/orders/o-1", method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         print(f"POST /orders/o-1 -> {response.status} {response.read()!r}", flush=True)
+    ctx.checkout(f"{base}/checkout/701")
