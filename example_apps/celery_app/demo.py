@@ -16,7 +16,7 @@ def run(ctx: Any) -> None:
     queue = f"shop-demo-{uuid.uuid4().hex[:6]}"
     ctx.env["CELERY_APP_QUEUE"] = queue
     os.environ["CELERY_APP_QUEUE"] = queue
-    ctx.start([sys.executable, "-m", "celery", "-A", "example_apps.celery_app.tasks", "worker",
+    ctx.start([sys.executable, "-m", "celery", "--quiet", "-A", "example_apps.celery_app.tasks", "worker",
                "-P", "prefork", "-c", "2", "-Q", queue, "--without-mingle", "--without-gossip",
                "--without-heartbeat", "-l", "warning"])  # fmt: skip
 
