@@ -269,7 +269,7 @@ class StableJSONLine:
     about 20% cheaper per span. Names are low-cardinality, so their JSON form is
     cached; the resource, project, profile and node are serialised once."""
 
-    __slots__ = ("_names", "_resource", "_service", "_tail")
+    __slots__ = ("_last_trace", "_names", "_resource", "_service", "_tail")
 
     def __init__(self, resource: ResourceView, flag: str = "") -> None:
         self._resource = resource
@@ -280,6 +280,7 @@ class StableJSONLine:
         self._tail = tail + (f',"flag":{_js(flag)}' if flag else "")
         self._names: dict[str, str] = {}
         self._service = _js(resource.service_name)
+        self._last_trace: tuple[int, str] = (0, "")  # spans of one trace arrive together
 
     def __call__(self, s: Span) -> str:
         global _utc_text_cache
@@ -310,8 +311,12 @@ class StableJSONLine:
             status = f'"status":"{st[0]}","status_code":{int(st[1])},"status_message":{_js(st[2])}'
         service = attrs.get("service")
         target = attrs.get("target")
+        tid = s._tid
+        last = self._last_trace
+        if last[0] != tid:
+            last = self._last_trace = (tid, "%032x" % tid)
         line = (
-            f'{{"trace_id":"{"%032x" % s._tid}","span_id":"{"%016x" % s._sid}",'
+            f'{{"trace_id":"{last[1]}","span_id":"{"%016x" % s._sid}",'
             f'"parent_span_id":"{"%016x" % pid if pid else ""}","name":{name_json},"kind":"{s.kind}",'
             f'"service_name":{_js(service) if service else self._service},'
             f'"target":{_js(target) if target is not None else _EMPTY},{status},'
