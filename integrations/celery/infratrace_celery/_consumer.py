@@ -85,7 +85,16 @@ def _run_info_for(name: str) -> _Run | None:
     return info
 
 
-def on_prerun(sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
+def on_prerun(
+    signal: Any = None,
+    sender: Any = None,
+    task_id: Any = None,
+    task: Any = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    # Every argument Celery passes is named (cheaper than collecting them in **_).
     try:
         options = state.options
         if options is None or task is None:
@@ -175,7 +184,17 @@ def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: A
         pass
 
 
-def on_postrun(sender: Any = None, task_id: Any = None, task: Any = None, state: Any = None, **_: Any) -> None:
+def on_postrun(
+    signal: Any = None,
+    sender: Any = None,
+    task_id: Any = None,
+    task: Any = None,
+    args: Any = None,
+    kwargs: Any = None,
+    retval: Any = None,
+    state: Any = None,
+    **_: Any,
+) -> None:
     try:
         request = getattr(task, "request", None)
         slot = getattr(request, REQUEST_SLOT, None)
