@@ -327,7 +327,11 @@ class Span(_Identity):
         if self._t1:
             return
         self._t1 = _perf_ns()
-        if result is not None or status is not None or code is not None or message is not None:
+        if code is not None and result is None and status is None and message is None:
+            # end(code=200): the web adapters' common case, without set_status().
+            st = self._status
+            self._status = (STATUS_OK, code, "") if st is None else (st[0], code, st[2])
+        elif result is not None or status is not None or code is not None or message is not None:
             self._apply_result(result, status, code, message)
         if self._token is not None:
             _leave(self, self._token)
@@ -406,6 +410,11 @@ class NonRecordingSpan(_Identity):
     @property
     def ended(self) -> bool:
         return self._ended
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        """A fresh empty dict each time: writes to it are discarded."""
+        return {}
 
     def set_attribute(self, key: str, value: Any) -> None:
         pass

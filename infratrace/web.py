@@ -250,7 +250,7 @@ def finish_http_span(
             budget.deactivate()
             report_budget(span, budget)
         if status_code is not None:
-            span.set_attribute("http.response.status_code", status_code)
+            span.attributes["http.response.status_code"] = status_code
         if exc is not None:
             span.record_exception(exc)
             span.set_attribute("error.type", type(exc).__qualname__)
