@@ -38,7 +38,8 @@ def parse_traceparent(value: str, tracestate: str = "") -> SpanContext | None:
 
 
 def format_traceparent(context: Span | NonRecordingSpan | SpanContext) -> str:
-    return f"00-{context._tid:032x}-{context._sid:016x}-{context.flags & 0xFF:02x}"
+    ctx = context._ctx
+    return "00-%032x-%016x-%02x" % (context._tid, context._sid, 1 if ctx is None else ctx[0] & 0xFF)
 
 
 def _clean_tracestate(value: str) -> str:

@@ -53,13 +53,48 @@ def wall_ns(perf_ns: int) -> int:
     return perf_ns + _clock_offset_ns
 
 
-class SpanContext:
+class _Identity:
+    """Ids and propagation fields shared by recording and non-recording spans."""
+
+    __slots__ = ()
+    _tid: int
+    _sid: int
+    _pid: int
+    _ctx: tuple[int, str] | None
+
+    @property
+    def trace_id(self) -> str:
+        return "%032x" % self._tid
+
+    @property
+    def span_id(self) -> str:
+        return "%016x" % self._sid
+
+    @property
+    def parent_span_id(self) -> str:
+        return "%016x" % self._pid if self._pid else ""
+
+    @property
+    def flags(self) -> int:
+        return 1 if self._ctx is None else self._ctx[0]
+
+    @property
+    def tracestate(self) -> str:
+        return "" if self._ctx is None else self._ctx[1]
+
+    @property
+    def context(self) -> SpanContext:
+        return SpanContext(self._tid, self._sid, self.flags, self.tracestate, False)
+
+
+class SpanContext(_Identity):
     """The identity of a span that lives elsewhere (another process, a message header).
 
     Produced by :func:`infratrace.extract`; pass it as ``parent=`` to continue a trace.
     """
 
     __slots__ = ("_ctx", "_sid", "_tid", "is_remote")
+    _pid = 0  # a context is not a span of ours: it has no parent here
 
     def __init__(
         self,
@@ -74,22 +109,6 @@ class SpanContext:
         # Shared with child spans as is: None is the common case (sampled, no state).
         self._ctx: tuple[int, str] | None = None if (flags == 1 and not tracestate) else (flags, tracestate)
         self.is_remote = is_remote
-
-    @property
-    def flags(self) -> int:
-        return 1 if self._ctx is None else self._ctx[0]
-
-    @property
-    def tracestate(self) -> str:
-        return "" if self._ctx is None else self._ctx[1]
-
-    @property
-    def trace_id(self) -> str:
-        return f"{self._tid:032x}"
-
-    @property
-    def span_id(self) -> str:
-        return f"{self._sid:016x}"
 
     @property
     def sampled(self) -> bool:
@@ -148,40 +167,6 @@ _sink: Callable[[Span], None] = _discard
 def set_sink(sink: Callable[[Span], None]) -> None:
     global _sink
     _sink = sink
-
-
-class _Identity:
-    """Ids and propagation fields shared by recording and non-recording spans."""
-
-    __slots__ = ()
-    _tid: int
-    _sid: int
-    _pid: int
-    _ctx: tuple[int, str] | None
-
-    @property
-    def trace_id(self) -> str:
-        return "%032x" % self._tid
-
-    @property
-    def span_id(self) -> str:
-        return "%016x" % self._sid
-
-    @property
-    def parent_span_id(self) -> str:
-        return "%016x" % self._pid if self._pid else ""
-
-    @property
-    def flags(self) -> int:
-        return 1 if self._ctx is None else self._ctx[0]
-
-    @property
-    def tracestate(self) -> str:
-        return "" if self._ctx is None else self._ctx[1]
-
-    @property
-    def context(self) -> SpanContext:
-        return SpanContext(self._tid, self._sid, self.flags, self.tracestate, False)
 
 
 class Span(_Identity):
