@@ -23,9 +23,9 @@ from infratrace.web import (
     set_route,
 )
 
-from ._routes import RouteTable
+from ._routes import EndpointSpan, RouteTable
 
-__all__ = ["HttpCycle", "parse_request"]
+__all__ = ["HttpCycle", "HttpSetup", "RecordingHttpCycle", "parse_request"]
 
 AnySpan = infratrace.Span | infratrace.NonRecordingSpan
 CLIENT_CLOSED = 499  # nginx's "client closed request": the span's code on a disconnect
@@ -81,6 +81,13 @@ def decode_headers(headers: Any) -> list[tuple[str, str]]:
     return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
 
 
+_WANTED = frozenset({b"traceparent", b"tracestate", b"user-agent", b"host"})
+
+
+def _hashable(server: Any) -> Any:
+    return tuple(server) if isinstance(server, list) else server
+
+
 # Host header -> (server.address, server.port). Hosts are few; the bound keeps a client
 # that sends random Host headers from growing it.
 _hosts: dict[bytes, tuple[str, int | None]] = {}
@@ -104,6 +111,49 @@ def _server(host: bytes | None, server: Any) -> tuple[str | None, int | None]:
     return None, None
 
 
+class HttpSetup:
+    """What one middleware instance decides once instead of per request: its options
+    reduced to flags, the route table, and the request attributes that do not change
+    between requests (see :meth:`base_attributes`)."""
+
+    __slots__ = ("_bases", "options", "record", "routes", "start_work")
+
+    def __init__(self, options: WebOptions, record_messages: bool) -> None:
+        self.options = options
+        self.record = record_messages
+        self.routes: RouteTable | None = None
+        self.start_work = bool(options.response_headers or options.response_traceparent or options.response_hook)
+        self._bases: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def base_attributes(
+        self, method: str, scheme: str, host: bytes | None, server: Any, version: Any, client: bool, agent: bool
+    ) -> dict[str, Any]:
+        """``request_attributes()`` for this kind of request, with placeholders for
+        what changes per request (path, client address, user agent): the caller copies
+        it and overwrites those keys in place, so the attribute order is the same as
+        ``request_attributes()`` builds. Keys are few (methods x Host headers); bounded."""
+        key = (method, scheme, host, version, client, agent) if host else (method, scheme, server, version, client, agent)
+        base = self._bases.get(key)
+        if base is None:
+            server_address, server_port = _server(host, server)
+            base = request_attributes(
+                framework="asgi",
+                method=method,
+                path="",
+                scheme=scheme,
+                server_address=server_address,
+                server_port=server_port,
+                client_address="-" if client else None,
+                user_agent="-" if agent else None,
+                protocol_version=version,
+                service=self.options.service,
+            )
+            if len(self._bases) >= MAX_CACHED_HOSTS:
+                self._bases.clear()
+            self._bases[key] = base
+        return base
+
+
 class HttpCycle:
     """State of one request; ``send``/``receive`` are handed to the app in place of the
     server's. The span ends at the last body chunk (``more_body`` false), or when the
@@ -112,13 +162,10 @@ class HttpCycle:
     __slots__ = (
         "_budget",
         "_method",
-        "_options",
         "_receive",
-        "_record",
-        "_routes",
         "_scope",
         "_send",
-        "_start_work",
+        "_setup",
         "_trailers",
         "disconnected",
         "finished",
@@ -127,19 +174,62 @@ class HttpCycle:
         "status",
     )
 
-    def __init__(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        options: WebOptions,
-        routes: RouteTable | None,
-        record_messages: bool,
-    ) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, setup: HttpSetup) -> None:
         method = scope.get("method") or "GET"
-        attrs, parent = parse_request(scope, options, method)
-        self.span: AnySpan = infratrace.start_span(http_span_name(method, None), attrs, kind="server", parent=parent)
-        self.route: str | None = None
+        # One pass over the headers for the four the span needs (ASGI servers lower-case
+        # header names); the full decode only when request headers are captured.
+        traceparent = tracestate = agent = host = None
+        headers = scope["headers"]
+        for name, value in headers:
+            if name in _WANTED:
+                if name == b"traceparent":
+                    traceparent = value
+                elif name == b"user-agent":
+                    agent = value
+                elif name == b"host":
+                    host = value
+                else:
+                    tracestate = value
+        parent = None
+        if traceparent:
+            # What infratrace.extract() does, minus its case-insensitive header lookup.
+            try:
+                parent = infratrace.parse_traceparent(
+                    traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else ""
+                )
+            except Exception:
+                parent = None
+        client = scope.get("client")
+        client_address = client[0] if client else None
+        path = scope.get("path", "")
+        base = setup.base_attributes(
+            method,
+            scope.get("scheme") or "http",
+            host,
+            None if host else _hashable(scope.get("server")),
+            scope.get("http_version"),
+            bool(client_address),
+            bool(agent),
+        )
+        # The core tracer copies the attributes it is given: the shared base is
+        # handed over as is and the per-request values are written into the copy.
+        core = type(infratrace.get_hook()) is infratrace.Tracer
+        span = infratrace.start_span(http_span_name(method, None), base if core else dict(base), kind="server", parent=parent)
+        self.span: AnySpan = span
+        direct = type(span) is infratrace.Span and span.attributes is not base
+        attrs: dict[str, Any] = span.attributes if direct else {}
+        attrs["target"] = path
+        attrs["url.path"] = path
+        if client_address:
+            attrs["client.address"] = client_address
+        if agent:
+            attrs["user_agent.original"] = agent.decode("latin-1")
+        options = setup.options
+        if options.request_headers:
+            attrs.update(options.header_attributes("request", decode_headers(headers)))
+        if not direct:
+            span.set_attributes(attrs)
+        self.route: EndpointSpan | None = None  # set by the route's EndpointSpan
         self.status: int | None = None
         self.finished = False
         self.disconnected = False
@@ -148,15 +238,12 @@ class HttpCycle:
         self._scope = scope
         self._send = send
         self._receive = receive
-        self._options = options
-        self._routes = routes
-        self._record = record_messages
-        self._start_work = bool(options.response_headers or options.response_traceparent or options.response_hook)
+        self._setup = setup
         # Activated in the middleware's context (this runs there), and deactivated there
         # by end_budget(): the span itself may end in another task.
         self._budget: SpanBudget | None = options.new_budget()
         if options.request_hook is not None:
-            options.run_request_hook(self.span, scope)
+            options.run_request_hook(span, scope)
 
     def end_budget(self) -> None:
         if self._budget is not None:
@@ -165,8 +252,6 @@ class HttpCycle:
     # -- the app's side ---------------------------------------------------------------
     async def send(self, message: Message) -> None:
         kind = message["type"]
-        if self._record:
-            self._event("send", kind, message)
         if kind == "http.response.body":
             await self._send(message)
             if not message.get("more_body", False) and not self._trailers:
@@ -175,7 +260,7 @@ class HttpCycle:
         if kind == "http.response.start":
             self.status = message.get("status")
             self._trailers = message.get("trailers", False)
-            if self._start_work:
+            if self._setup.start_work:
                 message = self._start(message)
             await self._send(message)
             return
@@ -191,8 +276,6 @@ class HttpCycle:
         message = await self._receive()
         if message["type"] == "http.disconnect" and not self.finished:
             self.disconnected = True
-        if self._record:
-            self._event("receive", message["type"], message)
         return message
 
     # -- the middleware's side --------------------------------------------------------
@@ -224,7 +307,7 @@ class HttpCycle:
     # -- internals --------------------------------------------------------------------
     def _start(self, message: Message) -> Message:
         try:
-            options = self._options
+            options = self._setup.options
             if options.response_headers:
                 headers = decode_headers(message.get("headers") or ())
                 self.span.set_attributes(options.header_attributes("response", headers))
@@ -240,15 +323,21 @@ class HttpCycle:
 
     def _name(self) -> None:
         span = self.span
-        route = self.route
-        if route is None:
-            routes = self._routes
+        endpoint = self.route
+        if endpoint is not None:
+            # set_route(), with the name and attributes precomputed per route.
+            span.name = endpoint.server_name(self._method)
+            span.set_attributes(endpoint.route_attributes)
+        else:
+            routes = self._setup.routes
             scope_route = self._scope.get("route")
             if routes is not None and scope_route is not None:
                 route = routes.template_of(scope_route)
-        if route:
-            set_route(span, self._method, route)
-        report_budget(span, self._budget)
+                if route:
+                    set_route(span, self._method, route)
+        budget = self._budget
+        if budget is not None and budget.dropped:
+            report_budget(span, budget)
 
     def _finish(self, exc: BaseException | None = None) -> None:
         if self.finished:
@@ -296,3 +385,19 @@ class HttpCycle:
             self.span.add_event(kind, attrs)
         except Exception:
             pass
+
+
+class RecordingHttpCycle(HttpCycle):
+    """``record_messages=True``: every ASGI message also becomes an event on the span
+    (a subclass, so the default wrappers test nothing for it)."""
+
+    __slots__ = ()
+
+    async def send(self, message: Message) -> None:
+        self._event("send", message["type"], message)
+        await HttpCycle.send(self, message)
+
+    async def receive(self) -> Message:
+        message = await HttpCycle.receive(self)
+        self._event("receive", message["type"], message)
+        return message

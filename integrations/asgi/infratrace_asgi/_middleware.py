@@ -12,7 +12,7 @@ import infratrace
 from infratrace import ConfigError
 from infratrace.web import WebOptions
 
-from ._http import HttpCycle
+from ._http import HttpCycle, HttpSetup, RecordingHttpCycle
 from ._lifespan import LifespanCycle
 from ._routes import EXCLUDED, STATE_KEY, RouteTable, find_router
 from ._websocket import WebSocketCycle
@@ -40,6 +40,8 @@ class TraceMiddleware:
         self.record_messages = record
         self._routes: RouteTable | None = None
         self._looked_for_router = False
+        self._http = HttpSetup(self.options, record)
+        self._cycle = RecordingHttpCycle if record else HttpCycle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -58,7 +60,10 @@ class TraceMiddleware:
                 scope[STATE_KEY] = EXCLUDED
                 cycle = None
             else:
-                cycle = HttpCycle(scope, receive, send, options, self._route_table(scope), self.record_messages)
+                routes = self._routes
+                if routes is None or len(routes.router.routes) != routes.count:
+                    self._route_table(scope)
+                cycle = self._cycle(scope, receive, send, self._http)
                 scope[STATE_KEY] = cycle
         except Exception:  # tracing must never stop the request
             cycle = None
@@ -145,6 +150,6 @@ class TraceMiddleware:
             router = find_router(self.app, scope.get("app"))
             if router is None:
                 return None
-            routes = self._routes = RouteTable(router, self.options.service)
+            routes = self._routes = self._http.routes = RouteTable(router, self.options.service)
         routes.refresh()
         return routes

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Host, Mount, Route, Router, WebSocketRo
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import infratrace
+from infratrace.web import KNOWN_METHODS, http_span_name
 
 __all__ = ["EXCLUDED", "STATE_KEY", "EndpointSpan", "RouteTable", "endpoint_name", "find_router"]
 
@@ -46,7 +47,7 @@ class EndpointSpan:
     """ASGI wrapper around one route's app: a ``web:<endpoint>`` internal span, child of
     the current (``http:``) span, and the route template handed to the middleware."""
 
-    __slots__ = ("app", "attributes", "name", "template")
+    __slots__ = ("_server_names", "app", "attributes", "name", "route_attributes", "template")
 
     def __init__(self, app: ASGIApp, name: str, template: str, route_name: str, service: str) -> None:
         self.app = app
@@ -61,6 +62,19 @@ class EndpointSpan:
         }
         if service:
             self.attributes["service"] = service
+        # What set_route() puts on the http: span, built once per route, not per request.
+        self.route_attributes: dict[str, Any] = {"http.route": template, "target": template}
+        self._server_names: dict[str, str] = {}
+
+    def server_name(self, method: str) -> str:
+        """``http:<METHOD> <template>`` for the request's server span (cached per method;
+        unknown methods are not cached, they become ``_OTHER`` anyway)."""
+        name = self._server_names.get(method)
+        if name is None:
+            name = http_span_name(method, self.template)
+            if method in KNOWN_METHODS:
+                self._server_names[method] = name
+        return name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -69,7 +83,7 @@ class EndpointSpan:
                 if state is EXCLUDED:
                     await self.app(scope, receive, send)
                     return
-                state.route = self.template
+                state.route = self
             span = infratrace.begin(self.name, self.attributes, kind="internal")
         except Exception:  # tracing must never break the endpoint
             await self.app(scope, receive, send)
@@ -92,20 +106,20 @@ class RouteTable:
     """The route templates of one Starlette router (mounts and hosts included), and the
     :class:`EndpointSpan` wrappers placed on its routes."""
 
-    __slots__ = ("_count", "router", "service", "templates")
+    __slots__ = ("count", "router", "service", "templates")
 
     def __init__(self, router: Router, service: str) -> None:
         self.router = router
         self.service = service
         self.templates: dict[int, str] = {}  # id(route) -> full template
-        self._count = -1
+        self.count = -1
 
     def refresh(self) -> None:
         """Instrument routes added since the last call (top-level count check: cheap
         enough to run on every request)."""
         routes = self.router.routes
-        if len(routes) != self._count:
-            self._count = len(routes)
+        if len(routes) != self.count:
+            self.count = len(routes)
             self._walk(routes, "", 0)
 
     def template_of(self, route: Any) -> str | None:

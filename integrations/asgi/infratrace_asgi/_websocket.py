@@ -10,7 +10,7 @@ from infratrace import SpanBudget
 from infratrace.web import WebOptions, finish_http_span, report_budget, set_route, websocket_span_name
 
 from ._http import parse_request
-from ._routes import RouteTable
+from ._routes import EndpointSpan, RouteTable
 
 __all__ = ["WebSocketCycle", "websocket_span_name"]
 
@@ -39,7 +39,7 @@ class WebSocketCycle:
         attrs, parent = parse_request(scope, options, "GET")  # the handshake is a GET
         attrs["network.protocol.name"] = "websocket"
         self.span: AnySpan = infratrace.start_span(websocket_span_name(None), attrs, kind="server", parent=parent)
-        self.route: str | None = None
+        self.route: EndpointSpan | None = None  # set by the route's EndpointSpan
         self.status: int | None = None
         self.close_code: int | None = None
         self.closed_by = ""
@@ -83,7 +83,7 @@ class WebSocketCycle:
     def end(self, exc: BaseException | None) -> None:
         span = self.span
         try:
-            route = self.route
+            route = self.route.template if self.route is not None else None
             if route is None and self._routes is not None and self._scope.get("route") is not None:
                 route = self._routes.template_of(self._scope["route"])
             if route:
