@@ -20,6 +20,7 @@ from infratrace.web import WebOptions
 
 from . import _signals
 from ._middleware import RequestTrace, TraceMiddleware, current_request
+from ._middleware import _request as _request_var
 from ._views import is_wrapped, wrap_view
 
 __all__ = ["APP_CONFIG_KEY", "OPTIONS_CONFIG_KEY", "AppTracing", "InfraTrace"]
@@ -144,6 +145,8 @@ def _configure_tracing(app: Flask) -> None:
 
 
 def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
+    _current_request = _request_var.get
+
     def record_exception(sender: Flask, exception: BaseException, **extra: Any) -> None:
         trace = current_request()
         if trace is not None:
@@ -156,10 +159,11 @@ def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
     # complete, and what the response hook wants. One cheap call per request; a
     # request_finished receiver or a URL value preprocessor costs more.
     def response_ready(response: flask.Response) -> flask.Response:
-        trace = current_request()
+        trace = _current_request()
         if trace is not None:
             try:
-                _record_route(trace)
+                if trace.route is None:
+                    _record_route(trace)
                 trace.streamed = response.is_streamed
                 options = tracing.options
                 if options.response_hook is not None:
@@ -176,9 +180,23 @@ def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
 
 def _record_route(trace: RequestTrace) -> None:
     if trace.route is None:
-        rule = request.url_rule
+        rule = _current_flask_request().url_rule
         if rule is not None:
             trace.set_route(rule.rule)
+
+
+def _flask_request() -> flask.Request:
+    return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+try:  # Flask >= 2.2: the request context's variable, without the proxy (~0.7 µs less)
+    from flask.globals import _cv_request
+
+    def _current_flask_request() -> flask.Request:
+        return _cv_request.get().request
+
+except ImportError:  # pragma: no cover - other Flask versions
+    _current_flask_request = _flask_request
 
 
 def _connect_request_hook(app: Flask, tracing: AppTracing) -> None:

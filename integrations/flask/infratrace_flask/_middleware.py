@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import infratrace
-from infratrace import NonRecordingSpan, Span, SpanBudget
+from infratrace import NonRecordingSpan, Span, SpanBudget, parse_traceparent
 from infratrace.web import WebOptions, finish_http_span, http_span_name, request_attributes, set_route
 
 if TYPE_CHECKING:
@@ -111,6 +111,10 @@ class TraceMiddleware:
     def __init__(self, wsgi_app: WSGIApplication, source: OptionsSource) -> None:
         self.wsgi_app = wsgi_app
         self.source = source
+        self._options: WebOptions | None = None
+        # (method, scheme, host, SERVER_PORT, SERVER_PROTOCOL) -> (span name, attributes
+        # with placeholders for the per-request values): a handful of entries per app.
+        self._templates: dict[tuple[str, str, str, str, str], tuple[str, dict[str, Any]]] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         source = self.source
@@ -125,7 +129,7 @@ class TraceMiddleware:
     def _traced_call(
         self, context: Context, options: WebOptions, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        trace = _begin(options, environ, start_response)
+        trace = self._begin(options, environ, start_response)
         if trace is None:
             return self.wsgi_app(environ, start_response)
         try:
@@ -139,57 +143,91 @@ class TraceMiddleware:
             trace.finish()
             return body
         file_wrapper = environ.get("wsgi.file_wrapper")
-        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+        if file_wrapper is not None and isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
             # Keep the server's sendfile() path: wrapping would hide the file.
             trace.finish()
             return body
         return TracedBody(body, trace, context)
 
+    def _begin(self, options: WebOptions, environ: WSGIEnvironment, start_response: StartResponse) -> RequestTrace | None:
+        try:
+            get = environ.get
+            method = get("REQUEST_METHOD", "GET")
+            parent = None
+            traceparent = get("HTTP_TRACEPARENT")
+            if traceparent:
+                parent = parse_traceparent(traceparent, get("HTTP_TRACESTATE", ""))
+            if options is not self._options:  # first request, or init_app again
+                self._templates = {}
+                self._options = options
+            key = (
+                method,
+                get("wsgi.url_scheme", "http"),
+                get("HTTP_HOST") or get("SERVER_NAME") or "",
+                get("SERVER_PORT", ""),
+                get("SERVER_PROTOCOL", ""),
+            )
+            found = self._templates.get(key)
+            if found is None:
+                found = self._template(key, options)
+            name, attrs = found
+            attrs = attrs.copy()
+            path = get("SCRIPT_NAME", "") + get("PATH_INFO", "")
+            if not path.isascii():  # WSGI strings are latin-1 decoded bytes
+                path = path.encode("latin-1").decode("utf-8", "replace")
+            attrs["target"] = attrs["url.path"] = path or "/"
+            value = get("REMOTE_ADDR")
+            if value:
+                attrs["client.address"] = value
+            else:
+                del attrs["client.address"]
+            value = get("HTTP_USER_AGENT")
+            if value:
+                attrs["user_agent.original"] = value
+            else:
+                del attrs["user_agent.original"]
+            span = infratrace.begin(name, attrs, kind="server", parent=parent)
+            if options.request_headers:
+                span.set_attributes(options.header_attributes("request", _request_headers(environ, options)))
+            trace = RequestTrace(span, options.new_budget(), options, method, start_response)
+            _request.set(trace)
+            return trace
+        except Exception:
+            return None
 
-def _begin(options: WebOptions, environ: WSGIEnvironment, start_response: StartResponse) -> RequestTrace | None:
-    try:
-        method = environ.get("REQUEST_METHOD", "GET")
-        parent = None
-        traceparent = environ.get("HTTP_TRACEPARENT")
-        if traceparent:
-            parent = infratrace.parse_traceparent(traceparent, environ.get("HTTP_TRACESTATE", ""))
-        span = infratrace.begin(
-            http_span_name(method, None), _request_attributes(environ, method, options), kind="server", parent=parent
+    def _template(self, key: tuple[str, str, str, str, str], options: WebOptions) -> tuple[str, dict[str, Any]]:
+        """The span name and the attributes that depend on the request line and the
+        server only, built by ``request_attributes`` with placeholders for the values
+        that change per request (path, client address, user agent: filled in place, so
+        the attributes keep ``request_attributes``' order)."""
+        method, scheme, host, server_port, protocol = key
+        if host.startswith("["):  # [::1]:8000
+            address, _, port_text = host[1:].partition("]")
+            port_text = port_text[1:]
+        else:
+            address, _, port_text = host.partition(":")
+        if not port_text:
+            port_text = server_port
+        attrs = request_attributes(
+            framework="flask",
+            method=method,
+            path="/",
+            scheme=scheme,
+            server_address=address or None,
+            server_port=int(port_text) if port_text.isdigit() else None,
+            client_address="-",
+            user_agent="-",
+            protocol_version=protocol[5:] if protocol.startswith("HTTP/") else None,
+            service=options.service,
         )
-        if options.request_headers:
-            span.set_attributes(options.header_attributes("request", _request_headers(environ, options)))
-        trace = RequestTrace(span, options.new_budget(), options, method, start_response)
-        _request.set(trace)
-        return trace
-    except Exception:
-        return None
+        found = (http_span_name(method, None), attrs)
+        if len(self._templates) >= _MAX_TEMPLATES:  # a client sending random methods or hosts
+            self._templates.clear()
+        self._templates[key] = found
+        return found
 
 
-def _request_attributes(environ: WSGIEnvironment, method: str, options: WebOptions) -> dict[str, Any]:
-    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    if not path.isascii():  # WSGI strings are latin-1 decoded bytes
-        path = path.encode("latin-1").decode("utf-8", "replace")
-    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""
-    if host.startswith("["):  # [::1]:8000
-        address, _, port_text = host[1:].partition("]")
-        port_text = port_text[1:]
-    else:
-        address, _, port_text = host.partition(":")
-    if not port_text:
-        port_text = environ.get("SERVER_PORT", "")
-    protocol = environ.get("SERVER_PROTOCOL", "")
-    return request_attributes(
-        framework="flask",
-        method=method,
-        path=path or "/",
-        scheme=environ.get("wsgi.url_scheme", "http"),
-        server_address=address or None,
-        server_port=int(port_text) if port_text.isdigit() else None,
-        client_address=environ.get("REMOTE_ADDR") or None,
-        user_agent=environ.get("HTTP_USER_AGENT") or None,
-        protocol_version=protocol[5:] if protocol.startswith("HTTP/") else None,
-        service=options.service,
-    )
+_MAX_TEMPLATES = 256
 
 
 def _request_headers(environ: WSGIEnvironment, options: WebOptions) -> Iterator[tuple[str, str]]:
@@ -242,4 +280,3 @@ class TracedBody:
             except Exception:
                 pass
             self._context.run(trace.finish)
-

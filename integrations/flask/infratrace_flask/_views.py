@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 import infratrace
 from infratrace import NonRecordingSpan, Span
 
-from ._middleware import current_request
+from ._middleware import _request
 
 __all__ = ["is_wrapped", "wrap_view"]
 
@@ -40,12 +40,14 @@ def wrap_view(view: Callable[..., Any], endpoint: str, service: str) -> Callable
     if not service:
         del attrs["service"]
 
+    traced = _request.get  # the traced request, or None
+
     wrapper: Callable[..., Any]
     if inspect.iscoroutinefunction(view):
 
         @functools.wraps(view)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            if current_request() is None:
+            if traced() is None:
                 return await view(*args, **kwargs)
             span = infratrace.begin(name, attrs, kind="internal")
             try:
@@ -61,7 +63,7 @@ def wrap_view(view: Callable[..., Any], endpoint: str, service: str) -> Callable
 
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if current_request() is None:
+            if traced() is None:
                 return view(*args, **kwargs)
             span = infratrace.begin(name, attrs, kind="internal")
             try:
