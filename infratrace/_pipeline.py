@@ -50,9 +50,10 @@ class ConnectionRunner:
         self.driver = driver
         self.resource = resource
         self.sampler = Sampler(config.sample)
-        # Twice the shared queue: a runner thread may wait a GIL switch interval
-        # (5 ms) before it can write, while the app keeps ending spans.
-        self.capacity = 2 * config.buffer
+        self.factor = 1.0
+        # Four times the shared queue: a runner thread may wait several GIL switch
+        # intervals (5 ms each) before it can write, while the app keeps ending spans.
+        self.capacity = 4 * config.buffer
         self._backlog: deque[Span] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._write_lock = threading.Lock()
@@ -76,7 +77,10 @@ class ConnectionRunner:
         self._thread.start()
 
     # -- flusher side ---------------------------------------------------------------
-    def accept(self, spans: Sequence[Span], factor: float) -> None:
+    def accept(self, spans: Sequence[Span]) -> None:
+        # SPEC §7's dynamic factor, from this connection's own backlog: the queue that
+        # fills when its destination cannot keep up (see docs/pipeline.md).
+        factor = self.factor = dynamic_factor(len(self._backlog) / self.capacity)
         sampler = self.sampler
         if sampler.keeps_everything and factor >= 1.0:
             kept: Sequence[Span] = spans
@@ -182,6 +186,7 @@ class ConnectionRunner:
             "dropped_failed_count": self.dropped_failed,
             "write_error_count": self.write_errors,
             "flush_count": self.writes,
+            "dynamic_sample_factor": self.factor,
             "last_error": self.last_error,
             **self._driver_stats(),
         }
@@ -218,7 +223,6 @@ class Pipeline:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._last_clock_refresh = time.monotonic()
-        self.factor = 1.0
         self.queued = 0
         self.sync_fallbacks = 0
         self.flushes = 0
@@ -244,8 +248,8 @@ class Pipeline:
 
     def _submit_slow(self) -> None:
         """The queue is full (the flusher thread has not had the GIL for a while):
-        this thread moves the queued spans to the connections itself, sampled with
-        the overload factor. CPU work only — writing stays on the runner threads."""
+        this thread moves the queued spans to the connections itself. CPU work only —
+        writing stays on the runner threads."""
         try:
             if self._closed:
                 with self._count_lock:
@@ -275,7 +279,6 @@ class Pipeline:
         with self._drain_lock:
             queue = self._queue
             count = len(queue)
-            self.factor = dynamic_factor(count / self.capacity)
             now = time.monotonic()
             if now - self._last_clock_refresh > CLOCK_REFRESH_INTERVAL:
                 self._last_clock_refresh = now
@@ -289,7 +292,7 @@ class Pipeline:
             self.flushed_spans += count
             for runner in self.runners:
                 try:
-                    runner.accept(batch, self.factor)
+                    runner.accept(batch)
                 except Exception as exc:  # pragma: no cover - defensive
                     runner.dropped_failed += count
                     runner._report(exc, count)
@@ -340,6 +343,6 @@ class Pipeline:
             "dropped_count": self.dropped_closed + sum(c["dropped_count"] for c in connections.values()),
             "sampled_out_count": sum(r.sampled_out for r in self.runners),
             "written_count": sum(r.written for r in self.runners),
-            "dynamic_sample_factor": self.factor,
+            "dynamic_sample_factor": min((r.factor for r in self.runners), default=1.0),
             "connections": connections,
         }

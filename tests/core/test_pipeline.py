@@ -132,20 +132,42 @@ def test_a_blocked_destination_neither_blocks_the_app_nor_the_others():
     infratrace.shutdown()
 
 
-def test_full_queue_moves_spans_on_the_callers_thread_with_the_overload_factor():
-    register_driver("recording", Recording)
-    infratrace.configure('[trace]\ndriver = "recording"\nbuffer = 64\ntimeout = "1h"')
+def _gated_pipeline(gate: threading.Event):
+    register_driver("gated", lambda c: Recording(c, gate=gate))
+    infratrace.configure('[trace]\ndriver = "gated"\nbuffer = 64\ntimeout = "1h"')
     pipeline = infratrace.get_hook().pipeline  # type: ignore[attr-defined]
-    pipeline._waking = True  # keep the flusher asleep: the app thread must cope
-    for _ in range(640):
+    pipeline._waking = True  # keep the flusher asleep: the app's thread must cope
+    return pipeline
+
+
+def test_full_queue_moves_spans_on_the_callers_thread_without_losing_any():
+    gate = threading.Event()  # the destination is slow: its runner waits here
+    _gated_pipeline(gate)
+    for _ in range(192):  # 3 x the shared queue, within 80 % of the 256-span backlog
         infratrace.trace("x")
     stats = infratrace.stats()
-    assert stats["sync_fallback_count"] >= 64 * 9
-    assert stats["dynamic_sample_factor"] == 0.1
-    assert stats["queue_len"] < 64
-    infratrace.force_flush()
+    assert stats["sync_fallback_count"] == 192
+    assert stats["queue_len"] == 0 and stats["sampled_out_count"] == 0 and stats["dropped_count"] == 0
+    gate.set()
+    assert infratrace.force_flush(10)
     conn = infratrace.stats()["connections"]["default"]
-    assert _account(conn) == 640 and conn["sampled_out_count"] > 0
+    assert conn["written_count"] == 192
+    infratrace.shutdown()
+
+
+def test_a_backlog_that_fills_sheds_load_by_trace_consistent_sampling():
+    gate = threading.Event()
+    _gated_pipeline(gate)
+    for _ in range(640):
+        infratrace.trace("x")
+    conn = infratrace.stats()["connections"]["default"]
+    assert conn["dynamic_sample_factor"] < 1.0
+    assert conn["sampled_out_count"] > 0
+    assert conn["queue_len"] <= conn["queue_cap"] == 256  # memory stays bounded
+    gate.set()
+    assert infratrace.force_flush(10)
+    conn = infratrace.stats()["connections"]["default"]
+    assert _account(conn) == 640
     infratrace.shutdown()
 
 
