@@ -26,7 +26,7 @@ from ._views import dotted_path
 __all__ = ["MiddlewareTimings", "RequestTimings"]
 
 _perf_ns = time.perf_counter_ns
-STATE_ATTR = "_infratrace"
+TIMINGS_ATTR = "_infratrace_timings"  # set on the request by the middleware
 
 
 class RequestTimings:
@@ -144,5 +144,4 @@ def _timed(handler: Callable[..., Any], index: int) -> Callable[..., Any]:
 
 
 def _timings_of(request: Any) -> RequestTimings | None:
-    trace = getattr(request, STATE_ATTR, None)
-    return getattr(trace, "timings", None)
+    return getattr(request, TIMINGS_ATTR, None)

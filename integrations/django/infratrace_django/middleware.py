@@ -20,35 +20,30 @@ from django.http.response import HttpResponseBase
 
 import infratrace
 from infratrace import parse_traceparent
-from infratrace._budget import SpanBudget
 from infratrace._span import _current
 from infratrace.web import finish_http_span, http_span_name, request_attributes, set_route
 
 from ._options import DjangoOptions, django_options
 from ._stream import AsyncTracedStream, TracedStream
-from ._timings import MiddlewareTimings, RequestTimings
+from ._timings import TIMINGS_ATTR, MiddlewareTimings
 from ._views import view_path
 
 __all__ = ["TraceMiddleware"]
 
 STATE_ATTR = "_infratrace"
 AnySpan = Any  # infratrace.Span | infratrace.NonRecordingSpan, or a custom hook's span
+MAX_CACHED = 4096  # entries per cache below; beyond it, computed per request
 
+# What the middleware keeps on ``request._infratrace`` between its hooks: a list (one
+# allocation per request), indexed by these.
+SPAN, TOKEN, BUDGET, METHOD, WEB, EXC = range(6)
+RequestTrace = list[Any]  # [span, token, budget, method, web span or None, exception or None]
 
-class RequestTrace:
-    """What the middleware keeps on ``request._infratrace`` between its hooks."""
-
-    __slots__ = ("budget", "exc", "method", "span", "timings", "token", "web", "web_token")
-
-    def __init__(self, span: AnySpan, token: Any, budget: SpanBudget | None, method: str) -> None:
-        self.span = span
-        self.token = token
-        self.budget = budget
-        self.method = method
-        self.web: AnySpan | None = None
-        self.web_token: Any = None
-        self.exc: BaseException | None = None
-        self.timings: RequestTimings | None = None
+# (method, scheme, host, port, protocol) -> (span name, attributes every such request shares)
+ServerKey = tuple[str, str, Any, Any, Any]
+# (view, route, method) -> (http span name, route attributes or None, web span name, web attributes)
+ViewKey = tuple[Any, Any, str]
+ViewEntry = tuple[str, dict[str, Any] | None, str, dict[str, Any]]
 
 
 class TraceMiddleware:
@@ -73,6 +68,16 @@ class TraceMiddleware:
             installed = MiddlewareTimings.install(get_response)
             if installed is not None:
                 self.timings, self.get_response = installed
+        # Decided once: the per-request path skips what is not configured.
+        web = self._web = self.options.web
+        self._excluded = bool(web.excluded_paths)
+        self._request_headers = bool(web.request_headers)
+        self._response_work = bool(web.response_headers or web.response_traceparent)
+        self._request_hook = web.request_hook is not None
+        self._response_hook = web.response_hook is not None
+        # Computed once per distinct key (a handful in practice), copied per request.
+        self._servers: dict[ServerKey, tuple[str, dict[str, Any]]] = {}
+        self._views: dict[ViewKey, ViewEntry] = {}
         got_request_exception.connect(record_exception, dispatch_uid="infratrace_django.record_exception")
 
     # -- request ------------------------------------------------------------------------
@@ -102,91 +107,143 @@ class TraceMiddleware:
 
     def _begin(self, request: HttpRequest) -> RequestTrace | None:
         try:
-            web = self.options.web
             path = request.path
-            if web.excluded_paths and web.excluded(path):
+            if self._excluded and self._web.excluded(path):
                 return None
             meta = request.META
-            parent = None
             traceparent = meta.get("HTTP_TRACEPARENT")
-            if traceparent:
-                parent = parse_traceparent(traceparent, meta.get("HTTP_TRACESTATE", ""))
+            parent = parse_traceparent(traceparent, meta.get("HTTP_TRACESTATE", "")) if traceparent else None
             method = request.method or "GET"
-            host = meta.get("HTTP_HOST") or meta.get("SERVER_NAME")
-            port = meta.get("SERVER_PORT")
-            protocol = meta.get("SERVER_PROTOCOL", "")
-            attrs = request_attributes(
-                framework="django",
-                method=method,
-                path=path,
-                scheme=request.scheme or "http",
-                server_address=host.rsplit(":", 1)[0] if host and not host.endswith("]") else host,
-                server_port=int(port) if port and str(port).isdigit() else None,
-                client_address=meta.get("REMOTE_ADDR"),
-                user_agent=meta.get("HTTP_USER_AGENT"),
-                query=meta.get("QUERY_STRING"),
-                protocol_version=protocol[5:] if protocol.startswith("HTTP/") else None,
-                service=web.service,
+            key = (
+                method,
+                request.scheme or "http",
+                meta.get("HTTP_HOST") or meta.get("SERVER_NAME"),
+                meta.get("SERVER_PORT"),
+                meta.get("SERVER_PROTOCOL", ""),
             )
-            if web.request_headers:
-                attrs.update(web.header_attributes("request", request.headers.items()))
-            span = infratrace.start_span(http_span_name(method, None), attrs, kind="server", parent=parent)
-            trace = RequestTrace(span, _current.set(span), web.new_budget(), method)
-            setattr(request, STATE_ATTR, trace)
+            server = self._servers.get(key)
+            if server is None:
+                server = self._server_entry(key)
+            name, shared = server
+            attrs = shared.copy()  # "target" and "url.path" are in it already: same order
+            attrs["target"] = attrs["url.path"] = path
+            value = meta.get("QUERY_STRING")
+            if value:
+                attrs["url.query"] = value
+            value = meta.get("REMOTE_ADDR")
+            if value:
+                attrs["client.address"] = value
+            value = meta.get("HTTP_USER_AGENT")
+            if value:
+                attrs["user_agent.original"] = value
+            if self._request_headers:
+                attrs.update(self._web.header_attributes("request", request.headers.items()))
+            span = infratrace.start_span(name, attrs, kind="server", parent=parent)
+            trace = [span, _current.set(span), self._web.new_budget(), method, None, None]
+            request._infratrace = trace
             if self.timings is not None:
-                trace.timings = self.timings.start()
-            web.run_request_hook(span, request)
+                request._infratrace_timings = self.timings.start()
+            if self._request_hook:
+                self._web.run_request_hook(span, request)
             return trace
         except Exception:  # tracing must never break the request
             return None
 
+    def _server_entry(self, key: ServerKey) -> tuple[str, dict[str, Any]]:
+        """The span name and the attributes shared by requests with this method,
+        scheme, host, port and protocol (the per-request ones are added to a copy)."""
+        method, scheme, host, port, protocol = key
+        protocol = protocol or ""
+        attrs = request_attributes(
+            framework="django",
+            method=method,
+            path="",
+            scheme=scheme,
+            server_address=host.rsplit(":", 1)[0] if host and not host.endswith("]") else host,
+            server_port=int(port) if port and str(port).isdigit() else None,
+            protocol_version=protocol[5:] if protocol.startswith("HTTP/") else None,
+            service=self._web.service,
+        )
+        entry = (http_span_name(method, None), attrs)
+        if len(self._servers) < MAX_CACHED:
+            self._servers[key] = entry
+        return entry
+
     # -- view -----------------------------------------------------------------------------
     def _process_view(self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any) -> None:
         trace: RequestTrace | None = getattr(request, STATE_ATTR, None)
-        if trace is None or trace.web is not None:
+        if trace is None or trace[WEB] is not None:
             return
         try:
             match = request.resolver_match
-            route = match.route if match is not None else None
-            span = trace.span
-            if route:
-                set_route(span, trace.method, route)
-            path = view_path(view)
-            attrs = {"kind": "web", "target": path, "module": "django", "operation": path, "code.function.name": path}
-            if self.options.web.service:
-                attrs["service"] = self.options.web.service
-            trace.web = infratrace.start_span(f"web:{path}", attrs, kind="internal", parent=span)
-            trace.web_token = _current.set(trace.web)
+            key = (view, match.route if match is not None else None, trace[METHOD])
+            try:
+                entry = self._views.get(key)
+            except TypeError:  # an unhashable view
+                entry = None
+            if entry is None:
+                entry = self._view_entry(key)
+            http_name, route_attrs, web_name, web_attrs = entry
+            span = trace[SPAN]
+            if route_attrs is not None:  # what infratrace.web.set_route does, precomputed
+                span.name = http_name
+                span.set_attributes(route_attrs)
+            web = trace[WEB] = infratrace.start_span(web_name, web_attrs.copy(), kind="internal", parent=span)
+            _current.set(web)  # undone with the request's own token (_detach)
         except Exception:
             pass
+
+    def _view_entry(self, key: ViewKey) -> ViewEntry:
+        view, route, method = key
+        path = view_path(view)
+        attrs = {"kind": "web", "target": path, "module": "django", "operation": path, "code.function.name": path}
+        if self._web.service:
+            attrs["service"] = self._web.service
+        entry: ViewEntry = (
+            http_span_name(method, route),
+            {"http.route": route, "target": route} if route else None,
+            f"web:{path}",
+            attrs,
+        )
+        try:
+            if len(self._views) < MAX_CACHED:
+                self._views[key] = entry
+        except TypeError:
+            pass
+        return entry
 
     async def _aprocess_view(self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: Any) -> None:
         self._process_view(request, view, args, kwargs)
 
     # -- response -------------------------------------------------------------------------
     def _finish(self, trace: RequestTrace, request: HttpRequest, response: Any) -> Any:
-        span = trace.span
+        span = trace[SPAN]
         try:
-            self._end_web(trace)
-            if trace.web is None:  # the view never ran: name from whatever resolved
+            web = trace[WEB]
+            if web is not None:
+                _end_web(web, trace[EXC])
+            else:  # the view never ran: name from whatever resolved
                 match = getattr(request, "resolver_match", None)
                 route = match.route if match is not None else None
                 if route:
-                    set_route(span, trace.method, route)
-            if trace.timings is not None:
-                trace.timings.finish(span)
-            web = self.options.web
+                    set_route(span, trace[METHOD], route)
+            if self.timings is not None:
+                timings = getattr(request, TIMINGS_ATTR, None)
+                if timings is not None:
+                    timings.finish(span)
             status = getattr(response, "status_code", None)
-            if isinstance(response, HttpResponseBase):
-                if web.response_headers:
-                    span.set_attributes(web.header_attributes("response", response.items()))
-                header = web.response_traceparent_header(span)
+            if self._response_work and isinstance(response, HttpResponseBase):
+                web_options = self._web
+                if web_options.response_headers:
+                    span.set_attributes(web_options.header_attributes("response", response.items()))
+                header = web_options.response_traceparent_header(span)
                 if header is not None:
                     response.headers[header[0]] = header[1]
-            web.run_response_hook(span, request, response)
+            if self._response_hook:
+                self._web.run_response_hook(span, request, response)
             if getattr(response, "streaming", False) and self._defer_to_stream(trace, response, status):
                 return response
-            finish_http_span(span, status, trace.exc, trace.budget)
+            finish_http_span(span, status, trace[EXC], trace[BUDGET])
         except Exception:
             try:
                 span.end()
@@ -198,24 +255,19 @@ class TraceMiddleware:
 
     def _fail(self, trace: RequestTrace, exc: BaseException) -> None:
         try:
-            trace.exc = exc
-            self._end_web(trace)
-            finish_http_span(trace.span, 500, exc, trace.budget)
+            trace[EXC] = exc
+            if trace[WEB] is not None:
+                _end_web(trace[WEB], exc)
+            finish_http_span(trace[SPAN], 500, exc, trace[BUDGET])
         except Exception:
             pass
         finally:
             _detach(trace)
 
     @staticmethod
-    def _end_web(trace: RequestTrace) -> None:
-        web = trace.web
-        if web is not None and not web.ended:
-            web.end(trace.exc) if trace.exc is not None else web.end()
-
-    @staticmethod
     def _defer_to_stream(trace: RequestTrace, response: Any, status: int | None) -> bool:
         """End the span when the streamed body is done. ``False``: end it now."""
-        span, exc, budget = trace.span, trace.exc, trace.budget
+        span, exc, budget = trace[SPAN], trace[EXC], trace[BUDGET]
         if budget is not None:
             budget.deactivate()  # in this context; finish_http_span still counts its drops
 
@@ -239,12 +291,17 @@ class TraceMiddleware:
         return True
 
 
+def _end_web(web: AnySpan, exc: BaseException | None) -> None:
+    if not web.ended:
+        web.end(exc) if exc is not None else web.end()
+
+
 def _detach(trace: RequestTrace) -> None:
     """Undo this request's changes to the current span (the view's span may have been
     set in another context, e.g. behind a sync-only middleware; resetting the first
     token restores the value from before the request either way)."""
     try:
-        _current.reset(trace.token)
+        _current.reset(trace[TOKEN])
     except (ValueError, RuntimeError):
         pass
 
@@ -257,5 +314,4 @@ def record_exception(sender: Any, request: HttpRequest | None = None, **kwargs: 
     if trace is not None:
         exc = sys.exc_info()[1]
         if exc is not None:
-            trace.exc = exc
-
+            trace[EXC] = exc
