@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import infratrace
 from infratrace import NonRecordingSpan, Span, SpanBudget, parse_traceparent
-from infratrace.web import WebOptions, finish_http_span, http_span_name, request_attributes, set_route
+from infratrace.web import WebOptions, finish_http_span, http_span_name, report_budget, request_attributes
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -73,9 +73,26 @@ class RequestTrace:
         self._start_response = start_response
 
     def set_route(self, route: str) -> None:
-        """The matched URL rule (``/users/<int:user_id>``) names the span."""
+        """The matched URL rule (``/users/<int:user_id>``) names the span (what
+        ``infratrace.web.set_route`` does, with the name and attributes made once per
+        method and rule)."""
         self.route = route
-        set_route(self.span, self.method, route)
+        found = _routes.get((self.method, route))
+        if found is None:
+            found = _route_entry(self.method, route)
+        span = self.span
+        span.name, attrs = found
+        span.set_attributes(attrs)
+
+    def status_only(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
+        """``start_response`` when no response header is recorded or added."""
+        try:
+            self.status_code = int(status[:3])
+        except Exception:
+            pass
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
         try:
@@ -102,7 +119,22 @@ class RequestTrace:
         status = self.status_code
         if exc is not None and status is None:
             status = 500  # what the server answers when the exception reaches it
-        finish_http_span(self.span, status, exc, self.budget)
+        span = self.span
+        if self.budget is not None:
+            # Not deactivated: it lives in the request's own context, dropped after it.
+            report_budget(span, self.budget)
+        finish_http_span(span, status, exc)
+
+
+# (method, rule) -> (span name, {"http.route", "target"}): as small as the route table.
+_routes: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+
+
+def _route_entry(method: str, route: str) -> tuple[str, dict[str, Any]]:
+    found = (http_span_name(method, route), {"http.route": route, "target": route})
+    if len(_routes) < 10_000:
+        _routes[(method, route)] = found
+    return found
 
 
 class TraceMiddleware:
@@ -133,7 +165,9 @@ class TraceMiddleware:
         if trace is None:
             return self.wsgi_app(environ, start_response)
         try:
-            body = self.wsgi_app(environ, trace.start_response)
+            body = self.wsgi_app(
+                environ, trace.start_response if options.response_headers or options.response_traceparent else trace.status_only
+            )
         except BaseException as exc:
             trace.finish(exc)
             raise
