@@ -77,6 +77,35 @@ def test_request_signals_excluded_by_default(spans_of: SpanFile) -> None:
     assert "event:request_started" not in names and "event:request_finished" not in names
 
 
+def test_excluded_signal_skips_the_wrapper_until_the_policy_changes(spans_of: SpanFile) -> None:
+    from infratrace_django.signals import _ORIGINAL_LIVE_RECEIVERS
+
+    Client().get("/hello/")
+    # request_started is denied by default: after its first send it calls Django's
+    # own method directly (bound on the instance), no wrapper per request.
+    bound = vars(request_started).get("_live_receivers")
+    assert bound is not None and bound.__func__ is _ORIGINAL_LIVE_RECEIVERS
+    with override_settings(INFRATRACE_DJANGO={"signal_allow": ["request_*"]}):
+        assert "_live_receivers" not in vars(request_started)  # re-decided
+        Client().get("/hello/")
+        assert "_live_receivers" not in vars(request_started)  # traced now
+        assert "event:request_started" in {s["name"] for s in spans_of.spans()}
+    quiet = Signal()
+
+    def on_quiet(sender: Any, **kwargs: Any) -> None:
+        pass
+
+    quiet.connect(on_quiet)
+    name_signal(quiet, "request_quiet")  # not denied (only the four defaults are)
+    quiet.send(sender=None)
+    assert "_live_receivers" not in vars(quiet)
+    name_signal(quiet, "pre_init")  # now denied
+    quiet.send(sender=None)
+    assert "_live_receivers" in vars(quiet)
+    name_signal(quiet, "quiet_again")
+    assert "_live_receivers" not in vars(quiet)
+
+
 @override_settings(INFRATRACE_DJANGO={"signal_allow": ["request_*"]})
 def test_allow_list_replaces_default_exclusions(spans_of: SpanFile) -> None:
     def on_finished(sender: Any, **kwargs: Any) -> None:

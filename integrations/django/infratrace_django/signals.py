@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import sys
 import threading
+import types
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,10 @@ _decisions: weakref.WeakKeyDictionary[Signal, str | None] = weakref.WeakKeyDicti
 _scanned_modules = 0
 _lock = threading.Lock()
 _policy: SignalPolicy | None = None
+# Untraced signals whose instance has Django's own ``_live_receivers`` bound on it, so
+# their sends (``request_started``/``request_finished`` on every request) skip our
+# wrapper altogether; undone whenever the decision may change.
+_bypassed: weakref.WeakSet[Signal] = weakref.WeakSet()
 
 
 class SignalPolicy:
@@ -63,6 +68,7 @@ def name_signal(signal: Signal, name: str) -> None:
     with _lock:
         _names[signal] = name
         _decisions.pop(signal, None)
+        _unbypass(signal)
 
 
 def signal_name(signal: Signal) -> str:
@@ -105,13 +111,38 @@ def install_signal_tracing(options: DjangoOptions) -> None:
     global _policy
     _policy = SignalPolicy(options.signal_allow, options.signal_deny, options.web.service)
     _decisions.clear()
+    _unbypass_all()
     Signal._live_receivers = _traced_live_receivers
 
 
 def uninstall_signal_tracing() -> None:
     global _policy
     _policy = None
+    _unbypass_all()
     Signal._live_receivers = _ORIGINAL_LIVE_RECEIVERS
+
+
+def _bypass(signal: Signal) -> None:
+    """Bind Django's method on this (untraced) signal: the instance attribute shadows
+    our class-level wrapper, so its sends cost what they cost without infratrace."""
+    try:
+        signal.__dict__["_live_receivers"] = types.MethodType(_ORIGINAL_LIVE_RECEIVERS, signal)
+        _bypassed.add(signal)
+    except Exception:  # a signal without a __dict__: keep going through the wrapper
+        pass
+
+
+def _unbypass(signal: Signal) -> None:
+    try:
+        signal.__dict__.pop("_live_receivers", None)
+    except Exception:
+        pass
+    _bypassed.discard(signal)
+
+
+def _unbypass_all() -> None:
+    for signal in list(_bypassed):
+        _unbypass(signal)
 
 
 def _event_name(signal: Signal) -> str | None:
@@ -133,6 +164,8 @@ def _traced_live_receivers(self: Signal, sender: Any) -> Any:
     try:
         event = _event_name(self)
         if event is None:
+            if _policy is not None:
+                _bypass(self)
             return receivers
         if _SPLIT:
             sync_receivers, async_receivers = receivers
