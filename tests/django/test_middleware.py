@@ -227,6 +227,27 @@ def test_malformed_traceparent_starts_new_trace(spans_of: SpanFile, header: str)
     assert http["trace_id"] != TRACE_ID and http["parent_span_id"] == ""
 
 
+def test_shared_attributes_are_copied_per_request(spans_of: SpanFile) -> None:
+    """Attributes computed once per (method, scheme, host, port, protocol) and per
+    (view, route, method) are copied: one request's values never reach the next."""
+    client = Client()
+    client.get("/hello/?x=1", HTTP_USER_AGENT="agent-1", HTTP_HOST="a.example:8080")
+    client.get("/hello/")
+    client.get("/api/users/7/", HTTP_HOST="a.example:8080")
+    client.get("/api/users/8/", HTTP_USER_AGENT="agent-2")
+    http = [s for s in spans_of.spans() if s["name"].startswith("http:")]
+    assert [s["name"] for s in http] == ["http:GET hello/", "http:GET hello/", *["http:GET api/users/<int:pk>/"] * 2]
+    first, second, third, fourth = (s["attributes"] for s in http)
+    assert first["url.query"] == "x=1" and first["user_agent.original"] == "agent-1"
+    assert first["server.address"] == "a.example" and first["server.port"] == 80  # SERVER_PORT
+    assert "url.query" not in second and "user_agent.original" not in second
+    assert second["server.address"] == "testserver" and second["url.path"] == "/hello/"
+    assert third["url.path"] == "/api/users/7/" and third["server.address"] == "a.example"
+    assert third["target"] == third["http.route"] == "api/users/<int:pk>/"
+    assert fourth["url.path"] == "/api/users/8/" and fourth["user_agent.original"] == "agent-2"
+    assert "url.query" not in third and "user_agent.original" not in third
+
+
 def test_no_span_leaks_into_the_next_request(spans_of: SpanFile) -> None:
     import infratrace
 
