@@ -154,8 +154,11 @@ class Tracer:
             if parent is None:
                 parent = _current.get()
             budget = _active_budget.get()
-            if budget is not None and not budget.take():
-                return NonRecordingSpan(str(name), parent, make_current=False)
+            if budget is not None:  # SpanBudget.take(), inlined: this runs per span
+                if budget.used >= budget.limit:
+                    budget.take()  # counts the refusal
+                    return NonRecordingSpan(str(name), parent, make_current=False)
+                budget.used += 1
             attributes = dict(attrs) if attrs else {}
             if kind is None:
                 kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
