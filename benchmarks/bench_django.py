@@ -14,7 +14,9 @@ resolved from ``users/<int:pk>/``):
   + an exporter that discards.
 
 Each batch of requests ends with a flush of the tracer, so the background work
-(formatting, writing, exporting) is inside the figure. Rounds are interleaved; the
+(formatting, writing, exporting) is inside the figure. A second table gives CPU time
+(``time.thread_time`` of the request thread, ``time.process_time`` of all threads),
+less sensitive to other load on a shared machine than the wall clock. Rounds are interleaved; the
 reported figure per scenario is the median over rounds. "added" = scenario − bare.
 """
 
@@ -97,21 +99,25 @@ def wsgi_environ(path: str) -> dict[str, Any]:
     }
 
 
-def run_wsgi(app: Callable[..., Any], n: int, flush: Callable[[], Any]) -> float:
+Timing = tuple[float, float, float]  # wall, request thread's CPU, whole process's CPU (s)
+
+
+def run_wsgi(app: Callable[..., Any], n: int, flush: Callable[[], Any]) -> Timing:
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
         pass
 
     environ = wsgi_environ(PATH)
-    start = time.perf_counter()
+    start, thread0, process0 = time.perf_counter(), time.thread_time(), time.process_time()
     for _ in range(n):
         response = app(dict(environ), start_response)
         b"".join(response)
         response.close()
+    thread = time.thread_time() - thread0
     flush()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, thread, time.process_time() - process0
 
 
-def run_asgi(app: Callable[..., Any], n: int, flush: Callable[[], Any]) -> float:
+def run_asgi(app: Callable[..., Any], n: int, flush: Callable[[], Any]) -> Timing:
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -143,12 +149,15 @@ def run_asgi(app: Callable[..., Any], n: int, flush: Callable[[], Any]) -> float
     async def send(message: dict[str, Any]) -> None:
         pass
 
-    async def loop() -> float:
-        start = time.perf_counter()
+    async def loop() -> Timing:
+        # Sync parts of an ASGI request run in asgiref's worker threads: the "request
+        # thread" figure is only the event loop's thread here.
+        start, thread0, process0 = time.perf_counter(), time.thread_time(), time.process_time()
         for _ in range(n):
             await app(dict(scope), receiver(), send)
+        thread = time.thread_time() - thread0
         flush()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, thread, time.process_time() - process0
 
     return asyncio.run(loop())
 
@@ -206,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "infratrace": (traced, infratrace.force_flush, lambda: install_signal_tracing(django_options())),
         "otel": (otel, provider.force_flush, uninstall_signal_tracing),
     }
-    results: dict[tuple[str, str], list[float]] = {}
+    results: dict[tuple[str, str], list[Timing]] = {}
     n = args.requests
     for mode, runner in (("wsgi", run_wsgi), ("asgi", run_asgi)):
         for handlers, flush, prepare in scenarios.values():  # warm-up
@@ -216,8 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, (handlers, flush, prepare) in scenarios.items():
                 prepare()
                 gc.collect()
-                elapsed = runner(handlers[0 if mode == "wsgi" else 1], n, flush)
-                results.setdefault((mode, name), []).append(elapsed / n * 1e6)
+                timing = runner(handlers[0 if mode == "wsgi" else 1], n, flush)
+                wall, thread, process = (value / n * 1e6 for value in timing)
+                results.setdefault((mode, name), []).append((wall, thread, process))
 
     lines = sum(1 for _ in out.open()) if out.exists() else 0
     print(f"Django {django.get_version()}, Python {sys.version.split()[0]}, {n} requests x {args.rounds} rounds")
@@ -225,14 +235,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("| mode | scenario | µs/request (median) | added vs bare | added / otel added |")
     print("| --- | --- | ---: | ---: | ---: |")
+
+    def median(mode: str, name: str, index: int) -> float:
+        return statistics.median(timing[index] for timing in results[(mode, name)])
+
     for mode in ("wsgi", "asgi"):
-        base = statistics.median(results[(mode, "bare")])
-        otel_added = statistics.median(results[(mode, "otel")]) - base
+        base = median(mode, "bare", 0)
+        otel_added = median(mode, "otel", 0) - base
         for name in scenarios:
-            value = statistics.median(results[(mode, name)])
+            value = median(mode, name, 0)
             added = value - base
             ratio = f"{added / otel_added:.3f}" if name != "bare" and otel_added > 0 else ""
             print(f"| {mode} | {name} | {value:.1f} | {added:+.1f} | {ratio} |")
+    print()
+    print("CPU time (medians; the request thread, then all threads incl. background formatting/writing):")
+    print()
+    print("| mode | scenario | request thread µs | added | all threads µs | added | added / otel added |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for mode in ("wsgi", "asgi"):
+        thread_base, process_base = median(mode, "bare", 1), median(mode, "bare", 2)
+        otel_added = median(mode, "otel", 2) - process_base
+        for name in scenarios:
+            thread, process = median(mode, name, 1), median(mode, name, 2)
+            added = process - process_base
+            ratio = f"{added / otel_added:.3f}" if name != "bare" and otel_added > 0 else ""
+            print(f"| {mode} | {name} | {thread:.1f} | {thread - thread_base:+.1f} | {process:.1f} | {added:+.1f} | {ratio} |")
     infratrace.shutdown()
     provider.shutdown()
     os.environ.pop("DJANGO_SETTINGS_MODULE", None)
