@@ -32,7 +32,10 @@ __all__ = ["TraceMiddleware"]
 
 STATE_ATTR = "_infratrace"
 AnySpan = Any  # infratrace.Span | infratrace.NonRecordingSpan, or a custom hook's span
-MAX_CACHED = 4096  # entries per cache below; beyond it, computed per request
+# Entries per cache below; beyond them, computed per request. The Host header and the
+# method come from the client: the bounds keep junk values from growing the caches.
+MAX_SERVERS = 256
+MAX_VIEWS = 1024
 
 # What the middleware keeps on ``request._infratrace`` between its hooks: a list (one
 # allocation per request), indexed by these.
@@ -140,7 +143,7 @@ class TraceMiddleware:
                 attrs.update(self._web.header_attributes("request", request.headers.items()))
             span = infratrace.start_span(name, attrs, kind="server", parent=parent)
             trace = [span, _current.set(span), self._web.new_budget(), method, None, None]
-            request._infratrace = trace
+            request._infratrace = trace  # STATE_ATTR
             if self.timings is not None:
                 request._infratrace_timings = self.timings.start()
             if self._request_hook:
@@ -165,7 +168,7 @@ class TraceMiddleware:
             service=self._web.service,
         )
         entry = (http_span_name(method, None), attrs)
-        if len(self._servers) < MAX_CACHED:
+        if len(self._servers) < MAX_SERVERS:
             self._servers[key] = entry
         return entry
 
@@ -206,7 +209,7 @@ class TraceMiddleware:
             attrs,
         )
         try:
-            if len(self._views) < MAX_CACHED:
+            if len(self._views) < MAX_VIEWS:
                 self._views[key] = entry
         except TypeError:
             pass
