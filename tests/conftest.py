@@ -48,3 +48,16 @@ def span_file(tmp_path: Path) -> Iterator[Callable[..., SpanFile]]:
 def _fresh_tracer() -> Iterator[None]:
     yield
     infratrace.set_hook(None)
+
+
+@pytest.fixture(autouse=True)
+def _no_context_leaks() -> Iterator[None]:
+    """No test may leave a current span or a span budget behind in the test's thread:
+    under WSGI the next request on a thread runs in the same context, so a leak there
+    would parent or refuse the next request's spans."""
+    from infratrace._budget import active_budget
+    from infratrace._span import current_span  # the built-in context, whatever hook a test installed
+
+    yield
+    assert active_budget() is None, f"a span budget leaked: {active_budget()!r}"
+    assert current_span() is None, f"a current span leaked: {current_span()!r}"

@@ -186,7 +186,7 @@ def test_streamed_response_ends_when_the_stream_ends(spans: SpansFn, make_app: C
 
         return Response(body())
 
-    response = app.test_client().get("/stream")
+    response = app.test_client().get("/stream", buffered=False)
     assert response.status_code == 200
     before = spans()
     assert "http:GET /stream" not in before.names()  # the body is still to come
@@ -221,10 +221,10 @@ def test_stream_closed_early_and_stream_failing(spans: SpansFn, make_app: Callab
         return Response(body())
 
     client = app.test_client()
-    response = client.get("/endless")
+    response = client.get("/endless", buffered=False)
     assert next(iter(response.response)) == b"x"
     response.close()  # the client went away
-    response = client.get("/broken")
+    response = client.get("/broken", buffered=False)
     with pytest.raises(OSError, match="disk gone"):
         response.get_data()
     trace = spans()

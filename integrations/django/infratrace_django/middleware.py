@@ -302,7 +302,12 @@ def _end_web(web: AnySpan, exc: BaseException | None) -> None:
 def _detach(trace: RequestTrace) -> None:
     """Undo this request's changes to the current span (the view's span may have been
     set in another context, e.g. behind a sync-only middleware; resetting the first
-    token restores the value from before the request either way)."""
+    token restores the value from before the request either way) and to the span
+    budget — whatever failed on the way: under WSGI the next request on this thread
+    runs in the same context, and a leaked budget would refuse its spans."""
+    budget = trace[BUDGET]
+    if budget is not None:
+        budget.deactivate()  # a no-op when finish_http_span already did it
     try:
         _current.reset(trace[TOKEN])
     except (ValueError, RuntimeError):
