@@ -320,6 +320,7 @@ class Span(_Identity):
             self._apply_result(result, status, code, message)
         if self._token is not None:
             _leave(self, self._token)
+            self._token = None  # the token holds the parent: free it while we queue
         _sink(self)
 
     def _apply_result(
