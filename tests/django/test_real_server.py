@@ -4,98 +4,45 @@ and the trace of one request each, read back from the JSON-lines file the server
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from ..servers import BIN, TracedServer
+
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
-
-
-class Server:
-    def __init__(self, argv: list[str], tmp_path: Path) -> None:
-        self.port = free_port()
-        self.traces = tmp_path / "traces.jsonl"
-        config = tmp_path / "infratrace.toml"
-        config.write_text(
-            f'[trace]\ndriver = "file"\njson = true\ntimeout = "50ms"\n[trace.setting]\noutput = "{self.traces}"\n'
-        )
-        env = {**os.environ, "INFRATRACE_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
-        argv = [part.replace("{port}", str(self.port)) for part in argv]
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 20
-        while True:  # poll until the server answers
-            try:
-                urllib.request.urlopen(f"{self.base}/health/", timeout=1).close()
-                return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"server did not start: {self.process.stderr.read()!r}")  # type: ignore[union-attr]
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        """Graceful stop: infratrace flushes every queued span at interpreter exit."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-
-    def spans(self) -> list[dict[str, Any]]:
-        self.stop()
-        return [json.loads(line) for line in self.traces.read_text().splitlines() if line]
+def get(server: TracedServer, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    status, response_headers, chunks = server.request("GET", path, headers)
+    return status, {name.lower(): value for name, value in response_headers.items()}, b"".join(chunks)
 
 
 @pytest.fixture
-def gunicorn(tmp_path: Path) -> Iterator[Server]:
-    server = Server(
+def gunicorn(tmp_path: Path) -> Iterator[TracedServer]:
+    server = TracedServer(
         [str(BIN / "gunicorn"), "--bind", "127.0.0.1:{port}", "--workers", "1",
          "example_apps.django_app.wsgi:application"],
         tmp_path,
+        health_path="/health/",
     )
     yield server
     server.stop()
 
 
 @pytest.fixture
-def uvicorn(tmp_path: Path) -> Iterator[Server]:
-    server = Server(
+def uvicorn(tmp_path: Path) -> Iterator[TracedServer]:
+    server = TracedServer(
         [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}",
          "example_apps.django_app.asgi:application"],
         tmp_path,
+        health_path="/health/",
     )
     yield server
     server.stop()
@@ -105,13 +52,14 @@ def tree(spans: list[dict[str, Any]], trace_id: str) -> dict[str, dict[str, Any]
     return {span["name"]: span for span in spans if span["trace_id"] == trace_id}
 
 
-def test_gunicorn_wsgi_trace_of_one_request(gunicorn: Server) -> None:
+def test_gunicorn_wsgi_trace_of_one_request(gunicorn: TracedServer) -> None:
     status, headers, body = get(
-        f"{gunicorn.base}/orders/42/",
+        gunicorn,
+        "/orders/42/",
         {"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01", "x-request-id": "req-42"},
     )
     assert status == 200 and json.loads(body)["id"] == 42
-    assert get(f"{gunicorn.base}/fail/")[0] == 500
+    assert get(gunicorn, "/fail/")[0] == 500
     spans = gunicorn.spans()
     names = tree(spans, TRACE_ID)
     http = names["http:GET orders/<int:order_id>/"]
@@ -137,10 +85,10 @@ def test_gunicorn_wsgi_trace_of_one_request(gunicorn: Server) -> None:
     assert not [span for span in spans if "health" in span["name"]]
 
 
-def test_uvicorn_asgi_async_view_and_async_stream(uvicorn: Server) -> None:
-    status, headers, _ = get(f"{uvicorn.base}/async/", {"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01"})
+def test_uvicorn_asgi_async_view_and_async_stream(uvicorn: TracedServer) -> None:
+    status, headers, _ = get(uvicorn, "/async/", {"traceparent": f"00-{TRACE_ID}-{CLIENT_SPAN}-01"})
     assert status == 200
-    status, _, body = get(f"{uvicorn.base}/ticker/")
+    status, _, body = get(uvicorn, "/ticker/")
     assert body == b"tick 0\ntick 1\ntick 2\n"
     spans = uvicorn.spans()
     names = tree(spans, TRACE_ID)

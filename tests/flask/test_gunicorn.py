@@ -4,101 +4,34 @@ traces it writes (names, kinds, parent links, status, attributes, the client's
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..servers import BIN, TracedServer
+
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Gunicorn:
-    """gunicorn running example_apps.flask_app.app:app, writing spans to a file."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.traces = tmp_path / "traces.jsonl"
-        config = tmp_path / "infratrace.toml"
-        config.write_text(
-            f'[trace]\ndriver = "file"\njson = true\ntimeout = "50ms"\n[trace.setting]\noutput = "{self.traces}"\n'
-        )
-        env = {**os.environ, "INFRATRACE_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
-        argv = [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "example_apps.flask_app.app:app",
-            "-b", f"127.0.0.1:{self.port}",
-            "-w", "1",
-            "--graceful-timeout", "5",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while True:  # poll until the server answers
-            try:
-                self.request("GET", "/health")
-                return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"gunicorn did not start: {self.process.stderr.read()!r}") from None  # type: ignore[union-attr]
-                time.sleep(0.05)
-
-    def request(
-        self, method: str, path: str, headers: dict[str, str] | None = None
-    ) -> tuple[int, dict[str, str], list[bytes]]:
-        """One request; the body as the chunks the client received."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.request(method, path, headers=headers or {})
-            response = connection.getresponse()
-            chunks = []
-            while chunk := response.read1(65536):
-                chunks.append(chunk)
-            return response.status, dict(response.getheaders()), chunks
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        """Graceful stop: the worker flushes every queued span at exit."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-
-    def spans(self) -> list[dict[str, Any]]:
-        self.stop()
-        return [json.loads(line) for line in self.traces.read_text().splitlines() if line]
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Gunicorn]:
-    server = Gunicorn(tmp_path)
+def server(tmp_path: Path) -> Iterator[TracedServer]:
+    """gunicorn running example_apps.flask_app.app:app, writing spans to a file."""
+    server = TracedServer(
+        [str(BIN / "gunicorn"), "example_apps.flask_app.app:app", "-b", "127.0.0.1:{port}", "-w", "1",
+         "--graceful-timeout", "5"],
+        tmp_path,
+    )  # fmt: skip
     yield server
     server.stop()
 
 
-def test_traces_through_gunicorn(server: Gunicorn) -> None:
+def test_traces_through_gunicorn(server: TracedServer) -> None:
     traceparent = f"00-{TRACE_ID}-{CLIENT_SPAN}-01"
     status, headers, body = server.request("GET", "/users/42", {"traceparent": traceparent, "User-Agent": "it/1"})
     assert status == 200 and json.loads(b"".join(body))["id"] == 42
