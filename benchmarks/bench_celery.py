@@ -48,10 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import infratrace_celery
+from _baseline import otel_provider  # benchmarks/ is on sys.path when run as a script
 from celery import Celery
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import infratrace
 
@@ -73,20 +72,13 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
-class DiscardExporter(SpanExporter):
-    def export(self, spans: Sequence[Any]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-
 class Scenario:
     def __init__(self, name: str, on: Callable[[], None], off: Callable[[], None], flush: Callable[[], Any]) -> None:
         self.name, self.on, self.off, self.flush = name, on, off, flush
 
 
 def scenarios(tmp: Path, driver: str) -> list[Scenario]:
-    provider = TracerProvider()
-    processor = BatchSpanProcessor(DiscardExporter(), max_queue_size=1 << 16, max_export_batch_size=512)
-    provider.add_span_processor(processor)
+    provider, _ = otel_provider(max_queue_size=1 << 16)
     otel = CeleryInstrumentor()
     if driver == "file":
         config = f'[trace]\ndriver = "file"\njson = true\nbuffer = 65536\n[trace.setting]\noutput = "{tmp}/spans.jsonl"\n'
@@ -99,7 +91,7 @@ def scenarios(tmp: Path, driver: str) -> list[Scenario]:
 
     return [
         Scenario("bare", nothing, nothing, nothing),
-        Scenario("otel", lambda: otel.instrument(tracer_provider=provider), otel.uninstrument, processor.force_flush),
+        Scenario("otel", lambda: otel.instrument(tracer_provider=provider), otel.uninstrument, provider.force_flush),
         Scenario("infratrace", lambda: infratrace_celery.instrument(app), infratrace_celery.uninstrument,
                  infratrace.force_flush),
     ]  # fmt: skip

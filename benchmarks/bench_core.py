@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _baseline import otel_provider  # benchmarks/ is on sys.path when run as a script
+
 CHUNK = 500
 ATTRS = {"user.id": 1001, "route": "/users/{id}", "weight": 2.5}
 
@@ -68,21 +70,8 @@ def make_infratrace(config: str) -> Callable[[int], float]:
 
 
 def make_otel() -> Callable[[int], float]:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class Discard(SpanExporter):
-        def __init__(self) -> None:
-            self.count = 0
-
-        def export(self, spans):  # type: ignore[no-untyped-def]
-            self.count += len(spans)
-            return SpanExportResult.SUCCESS
-
     def run(n: int) -> float:
-        exporter = Discard()
-        provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=4 * CHUNK))
+        provider, exporter = otel_provider(max_queue_size=4 * CHUNK)
         tracer = provider.get_tracer("bench")
         start_span = tracer.start_as_current_span
         start = time.perf_counter()

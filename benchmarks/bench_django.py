@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from _baseline import otel_provider  # benchmarks/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -189,15 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     infratrace.configure(f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{out}"\n')
 
     from opentelemetry.instrumentation.django import DjangoInstrumentor
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-    class DiscardExporter(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(DiscardExporter()))
+    provider, _ = otel_provider()
 
     uninstall_signal_tracing()
     bare = build([])

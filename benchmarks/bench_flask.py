@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from _baseline import otel_provider  # benchmarks/ is on sys.path when run as a script
 from flask import Flask
 from werkzeug.test import EnvironBuilder
 
@@ -106,22 +107,11 @@ def bare() -> Scenario:
 
 def otel() -> Scenario:
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
-    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class DiscardExporter(SpanExporter):
-        exported = 0
-
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            DiscardExporter.exported += len(spans)
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(DiscardExporter(), max_queue_size=1 << 20, max_export_batch_size=512))
+    provider, exporter = otel_provider()
     app = build_app()
     FlaskInstrumentor.instrument_app(app, tracer_provider=provider)
     scenario = Scenario("+ opentelemetry (sdk, batch, discard)", app, lambda: provider.force_flush(), 1)
-    scenario.exported = lambda: DiscardExporter.exported
+    scenario.exported = lambda: exporter.count
     return scenario
 
 
