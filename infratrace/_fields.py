@@ -282,6 +282,13 @@ class StableJSONLine:
         self._service = _js(resource.service_name)
         self._last_trace: tuple[int, str] = (0, "")  # spans of one trace arrive together
 
+    def _cache(self, text: str) -> str:
+        """The JSON form of a low-cardinality string (span name, route), remembered."""
+        if len(self._names) > 10_000:  # bounded, whatever the app names its spans
+            self._names.clear()
+        encoded = self._names[text] = _js(text)
+        return encoded
+
     def __call__(self, s: Span) -> str:
         global _utc_text_cache
         off = _span._clock_offset_ns
@@ -292,12 +299,8 @@ class StableJSONLine:
         start = str(t0 + off)
         end = str(t1 + off)
         attrs = s.attributes
-        name = s.name
-        name_json = self._names.get(name)
-        if name_json is None:
-            if len(self._names) > 10_000:
-                self._names.clear()
-            name_json = self._names[name] = _js(name)
+        names = self._names
+        name_json = names.get(s.name) or self._cache(s.name)
         seconds = start[:-9]
         cached = _utc_text_cache
         if cached[0] != seconds:
@@ -310,7 +313,15 @@ class StableJSONLine:
         else:
             status = f'"status":"{st[0]}","status_code":{int(st[1])},"status_message":{_js(st[2])}'
         service = attrs.get("service")
+        if service:
+            service_json = names.get(service) or self._cache(service) if service.__class__ is str else _js(service)
+        else:
+            service_json = self._service
         target = attrs.get("target")
+        if target is None:
+            target_json = _EMPTY
+        else:  # routes and view paths: few distinct values, so cached like names
+            target_json = names.get(target) or self._cache(target) if target.__class__ is str else _js(target)
         tid = s._tid
         last = self._last_trace
         if last[0] != tid:
@@ -318,8 +329,7 @@ class StableJSONLine:
         line = (
             f'{{"trace_id":"{last[1]}","span_id":"{"%016x" % s._sid}",'
             f'"parent_span_id":"{"%016x" % pid if pid else ""}","name":{name_json},"kind":"{s.kind}",'
-            f'"service_name":{_js(service) if service else self._service},'
-            f'"target":{_js(target) if target is not None else _EMPTY},{status},'
+            f'"service_name":{service_json},"target":{target_json},{status},'
             f'"start_time_unix_nano":{start},"end_time_unix_nano":{end},"duration_ms":{(t1 - t0) / 1e6!r},'
             f'"start_ms":{start[:-6]},"end_ms":{end[:-6]},'
             f'"timestamp":"{cached[1]}.{start[-9:-3]}Z",'
