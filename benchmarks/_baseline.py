@@ -1,11 +1,14 @@
-"""The baseline every benchmark compares with: the OpenTelemetry SDK as its users run it
+"""The baseline every benchmark compares with, and the per-request scenario harness of
+the web benchmarks. The baseline: the OpenTelemetry SDK as its users run it
 — ``TracerProvider`` + ``BatchSpanProcessor`` — with an exporter that counts the spans
 and discards them. The queue is large enough that a benchmark's tight loop never makes
 the processor drop spans (dropping would make the baseline look cheaper than it is)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -28,3 +31,26 @@ def otel_provider(max_queue_size: int = 1 << 20) -> tuple[TracerProvider, Discar
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=max_queue_size, max_export_batch_size=512))
     return provider, exporter
+
+
+class Scenario:
+    """One way of serving the benchmark app (bare, OpenTelemetry, infratrace): ``run``
+    times ``n`` requests driven by ``drive(app, n)`` plus the tracer's flush, in wall
+    and process CPU time (µs per request)."""
+
+    def __init__(self, name: str, app: Any, flush: Callable[[], Any], spans_per_request: int) -> None:
+        self.name = name
+        self.app = app
+        self.flush = flush
+        self.spans_per_request = spans_per_request
+        self.samples: list[float] = []
+        self.cpu_samples: list[float] = []
+        self.exported: Callable[[], int] = lambda: 0
+
+    def run(self, drive: Callable[[Any, int], None], n: int) -> None:
+        gc.collect()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        drive(self.app, n)
+        self.flush()
+        self.samples.append((time.perf_counter() - start) / n * 1e6)
+        self.cpu_samples.append((time.process_time() - cpu_start) / n * 1e6)

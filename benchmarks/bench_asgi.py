@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _baseline import otel_provider  # benchmarks/ is on sys.path when run as a script
+from _baseline import Scenario, otel_provider  # benchmarks/ is on sys.path when run as a script
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -83,24 +81,6 @@ async def drive(app: ASGIApp, n: int) -> None:
         await app(dict(SCOPE), receive, send)
 
 
-class Scenario:
-    def __init__(self, name: str, app: ASGIApp, flush: Callable[[], Any], spans_per_request: int) -> None:
-        self.name = name
-        self.app = app
-        self.flush = flush
-        self.spans_per_request = spans_per_request
-        self.samples: list[float] = []
-        self.cpu_samples: list[float] = []
-
-    def run(self, loop: asyncio.AbstractEventLoop, n: int) -> None:
-        gc.collect()
-        start, cpu_start = time.perf_counter(), time.process_time()
-        loop.run_until_complete(drive(self.app, n))
-        self.flush()
-        self.samples.append((time.perf_counter() - start) / n * 1e6)
-        self.cpu_samples.append((time.process_time() - cpu_start) / n * 1e6)
-
-
 def bare() -> Scenario:
     return Scenario("bare starlette", build_app(), lambda: None, 0)
 
@@ -146,13 +126,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         scenarios = [bare(), otel(), infratrace_scenario(Path(tmp), args.driver)]
         loop = asyncio.new_event_loop()
+
+        def run_asgi(app: ASGIApp, n: int) -> None:
+            loop.run_until_complete(drive(app, n))
+
         for scenario in scenarios:  # warm up: build middleware stacks, route tables, caches
-            scenario.run(loop, 200)
+            scenario.run(run_asgi, 200)
             scenario.samples.clear()
             scenario.cpu_samples.clear()
         for _ in range(args.rounds):
             for scenario in scenarios:
-                scenario.run(loop, args.requests)
+                scenario.run(run_asgi, args.requests)
         loop.close()
         import infratrace
 

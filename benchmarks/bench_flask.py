@@ -25,17 +25,15 @@ the pipeline without formatting and writing.
 from __future__ import annotations
 
 import argparse
-import gc
 import io
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _baseline import otel_provider  # benchmarks/ is on sys.path when run as a script
+from _baseline import Scenario, otel_provider  # benchmarks/ is on sys.path when run as a script
 from flask import Flask
 from werkzeug.test import EnvironBuilder
 
@@ -82,25 +80,6 @@ def drive(app: WSGIApp, n: int) -> None:
             close()
 
 
-class Scenario:
-    def __init__(self, name: str, app: WSGIApp, flush: Callable[[], Any], spans_per_request: int) -> None:
-        self.name = name
-        self.app = app
-        self.flush = flush
-        self.spans_per_request = spans_per_request
-        self.samples: list[float] = []
-        self.cpu_samples: list[float] = []
-        self.exported: Callable[[], int] = lambda: 0
-
-    def run(self, n: int) -> None:
-        gc.collect()
-        start, cpu_start = time.perf_counter(), time.process_time()
-        drive(self.app, n)
-        self.flush()
-        self.samples.append((time.perf_counter() - start) / n * 1e6)
-        self.cpu_samples.append((time.process_time() - cpu_start) / n * 1e6)
-
-
 def bare() -> Scenario:
     return Scenario("bare flask", build_app(), lambda: None, 0)
 
@@ -142,11 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         scenarios = [bare(), otel(), infratrace_scenario(Path(tmp), args.driver)]
         for scenario in scenarios:  # warm up: first-request setup, view wrapping, caches
-            scenario.run(200)
+            scenario.run(drive, 200)
             scenario.samples.clear()
         for _ in range(args.rounds):
             for scenario in scenarios:
-                scenario.run(args.requests)
+                scenario.run(drive, args.requests)
         wall = [statistics.median(scenario.samples) for scenario in scenarios]
         cpu = [statistics.median(scenario.cpu_samples) for scenario in scenarios]
 
