@@ -12,7 +12,8 @@ import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, TypeVar, overload
 
-from . import _tracer
+import infratrace
+
 from ._span import INTERNAL, NonRecordingSpan, Span, _current
 
 __all__ = ["method", "service", "traced", "trigger"]
@@ -70,7 +71,7 @@ def traced(
         def start(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Span | NonRecordingSpan:
             span_attrs = {**base, **_arg_attrs(signature, args, kwargs)} if record_args else base
             try:
-                return _tracer._hook.start_span(name, span_attrs, kind=kind)  # type: ignore[no-any-return]
+                return infratrace.start_span(name, span_attrs, kind=kind)  # the installed hook's (C when built)
             except Exception:
                 return NonRecordingSpan(name, _current.get(), make_current=False)
 

@@ -240,11 +240,15 @@ class Pipeline:
         queue = self._queue
         queue.append(span)
         if len(queue) >= self._wake_at:
-            if len(queue) >= self.capacity or self._closed:
-                self._submit_slow()
-            elif not self._waking:
-                self._waking = True
-                self._wake.set()
+            self._after_append()
+
+    def _after_append(self) -> None:
+        """The queue reached ``_wake_at`` (the C span calls this after its own append)."""
+        if len(self._queue) >= self.capacity or self._closed:
+            self._submit_slow()
+        elif not self._waking:
+            self._waking = True
+            self._wake.set()
 
     def _submit_slow(self) -> None:
         """The queue is full (the flusher thread has not had the GIL for a while):

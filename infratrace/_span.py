@@ -7,13 +7,14 @@ the background pipeline, so ``begin`` + ``end`` cost about a microsecond.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from random import getrandbits
 from types import TracebackType
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 __all__ = [
     "KINDS",
@@ -130,6 +131,7 @@ class SpanContext(_Identity):
 
 
 Parent = Union["Span", "NonRecordingSpan", SpanContext]
+_S = TypeVar("_S", bound="_SpanMethods")
 
 _current: ContextVar[Span | NonRecordingSpan | None] = ContextVar("infratrace_current_span", default=None)
 
@@ -164,56 +166,55 @@ def _discard(span: Span) -> None:  # until a tracer installs its sink
 _sink: Callable[[Span], None] = _discard
 
 
-def set_sink(sink: Callable[[Span], None]) -> None:
+def set_sink(sink: Callable[[Span], None], pipeline: Any = None) -> None:
+    """Send ended spans to ``sink``. With ``pipeline`` (whose ``submit`` is ``sink``),
+    the C span appends to its queue itself, one Python call less per span."""
     global _sink
     _sink = sink
+    if _speedups is not None:
+        _speedups.set_sink(sink, pipeline)
 
 
-class Span(_Identity):
-    """A span that is being recorded. Use as a context manager (sync or async) or end
-    it with :meth:`end`. It is the current span from :func:`infratrace.begin` until it
-    ends, so spans begun meanwhile in the same context become its children."""
+def _load_speedups() -> Any:
+    """The C hot path (csrc/speedups), unless it is not built or
+    ``INFRATRACE_PURE_PYTHON`` is set (to anything but ``0``)."""
+    if os.environ.get("INFRATRACE_PURE_PYTHON", "0") not in ("", "0"):
+        return None
+    try:
+        from . import _speedups  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _speedups
 
-    # Few slots, lazily filled: each assignment on begin() costs ~15 ns.
-    __slots__ = (
-        "_ctx",  # None (flags 01, no tracestate) or (flags, tracestate) from the parent
-        "_events",  # None or [(name, unix_ns, attributes)]
-        "_pid",
-        "_sid",
-        "_status",  # None (ok, no message) or (status, code, message)
-        "_t0",
-        "_t1",
-        "_tid",
-        "_token",
-        "attributes",
-        "kind",
-        "name",
-    )
 
-    def __init__(
-        self,
-        name: str,
-        attributes: dict[str, Any],
-        kind: str,
-        parent: Parent | None,
-    ) -> None:
-        self.name = name
-        self.kind = kind
-        self.attributes = attributes
-        self._sid = getrandbits(64) or 1
-        if parent is None:
-            self._tid = getrandbits(128) or 1
-            self._pid = 0
-            self._ctx = None
-        else:
-            self._tid = parent._tid
-            self._pid = parent._sid
-            self._ctx = parent._ctx
-        self._status: tuple[Status, int, str] | None = None
-        self._events: list[tuple[str, int, dict[str, Any]]] | None = None
-        self._token: Token[Span | NonRecordingSpan | None] | None = None
-        self._t1 = 0
-        self._t0 = _perf_ns()
+_speedups: Any = _load_speedups()
+
+
+class _SpanMethods(_Identity):
+    """Everything a recording span has except its hot path (creation, ``end`` and the
+    context-manager protocol), shared by the C and the pure-Python span."""
+
+    if not TYPE_CHECKING:  # the attributes below are the subclasses' slots
+        __slots__ = ()
+    name: str
+    kind: str
+    attributes: dict[str, Any]
+    _t0: int
+    _t1: int
+    _status: tuple[Status, int, str] | None
+    _events: list[tuple[str, int, dict[str, Any]]] | None
+    _token: Token[Span | NonRecordingSpan | None] | None
+
+    if TYPE_CHECKING:
+
+        def end(
+            self,
+            result: BaseException | str | None = None,
+            *,
+            status: str | None = None,
+            code: int | None = None,
+            message: str | None = None,
+        ) -> None: ...
 
     @property
     def is_recording(self) -> bool:
@@ -298,6 +299,85 @@ class Span(_Identity):
         if set_status:
             self.set_status(STATUS_ERROR, f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
 
+    def _apply_result(
+        self,
+        result: BaseException | str | None,
+        status: str | None,
+        code: int | None,
+        message: str | None,
+    ) -> None:
+        try:
+            if isinstance(result, BaseException):
+                self.record_exception(result)
+            elif isinstance(result, str):
+                self.set_status(result)
+            if status is not None or code is not None or message is not None:
+                self.set_status(status or self.status, message, code)
+        except Exception:
+            pass
+
+    # -- context manager (the synchronous one is part of the hot path) -------------
+    async def __aenter__(self: _S) -> _S:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end(exc)
+
+    def __repr__(self) -> str:
+        state = "ended" if self._t1 else "recording"
+        return f"<Span {self.name!r} trace={self.trace_id} span={self.span_id} {self.kind} {state}>"
+
+
+class PySpan(_SpanMethods):
+    """The pure-Python span: what :class:`Span` is when the C speedups are not built
+    (or ``INFRATRACE_PURE_PYTHON=1``). Use :class:`Span`, not this name."""
+
+    # Few slots, lazily filled: each assignment on begin() costs ~15 ns.
+    __slots__ = (
+        "_ctx",  # None (flags 01, no tracestate) or (flags, tracestate) from the parent
+        "_events",  # None or [(name, unix_ns, attributes)]
+        "_pid",
+        "_sid",
+        "_status",  # None (ok, no message) or (status, code, message)
+        "_t0",
+        "_t1",
+        "_tid",
+        "_token",
+        "attributes",
+        "kind",
+        "name",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        kind: str,
+        parent: Parent | None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.attributes = attributes
+        self._sid = getrandbits(64) or 1
+        if parent is None:
+            self._tid = getrandbits(128) or 1
+            self._pid = 0
+            self._ctx = None
+        else:
+            self._tid = parent._tid
+            self._pid = parent._sid
+            self._ctx = parent._ctx
+        self._status = None
+        self._events = None
+        self._token = None
+        self._t1 = 0
+        self._t0 = _perf_ns()
+
     def end(
         self,
         result: BaseException | str | None = None,
@@ -323,23 +403,6 @@ class Span(_Identity):
             self._token = None  # the token holds the parent: free it while we queue
         _sink(self)
 
-    def _apply_result(
-        self,
-        result: BaseException | str | None,
-        status: str | None,
-        code: int | None,
-        message: str | None,
-    ) -> None:
-        try:
-            if isinstance(result, BaseException):
-                self.record_exception(result)
-            elif isinstance(result, str):
-                self.set_status(result)
-            if status is not None or code is not None or message is not None:
-                self.set_status(status or self.status, message, code)
-        except Exception:
-            pass
-
     # -- context manager ----------------------------------------------------------
     def __enter__(self) -> Span:
         return self
@@ -352,20 +415,23 @@ class Span(_Identity):
     ) -> None:
         self.end(exc)
 
-    async def __aenter__(self) -> Span:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.end(exc)
+if TYPE_CHECKING or _speedups is None:
+    Span = PySpan
+else:
 
-    def __repr__(self) -> str:
-        state = "ended" if self._t1 else "recording"
-        return f"<Span {self.name!r} trace={self.trace_id} span={self.span_id} {self.kind} {state}>"
+    class Span(_speedups.SpanBase, _SpanMethods):
+        """A span that is being recorded. Use as a context manager (sync or async) or
+        end it with :meth:`end`. It is the current span from :func:`infratrace.begin`
+        until it ends, so spans begun meanwhile in the same context become its children.
+
+        Its ids, times, ``end()`` and ``with`` support are in C (csrc/speedups/span.c);
+        the rest is :class:`_SpanMethods`."""
+
+        __slots__ = ()
+
+    if hasattr(os, "register_at_fork"):  # a forked child must not repeat the parent's ids
+        os.register_at_fork(after_in_child=_speedups.reseed)
 
 
 class NonRecordingSpan(_Identity):

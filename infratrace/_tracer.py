@@ -211,9 +211,17 @@ class Tracer:
             self._pipeline = pipeline
             self._submit = pipeline.submit
             if _hook is self:
-                _span.set_sink(pipeline.submit)
+                self._install_sink()
         if old is not None:
             old.shutdown(5.0)
+
+    def _install_sink(self) -> None:
+        """Point ended spans at this tracer's pipeline (or at the lazy configuration)."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            _span.set_sink(self._submit_unconfigured)
+        else:
+            _span.set_sink(pipeline.submit, pipeline)
 
     def _submit_unconfigured(self, span: Span) -> None:
         try:
@@ -268,7 +276,7 @@ class Tracer:
         config, self._pipeline = self._config, None
         self._submit = self._submit_unconfigured
         if _hook is self:
-            _span.set_sink(self._submit_unconfigured)
+            self._install_sink()
         if config is not None:
             try:
                 self.configure(config)
@@ -305,7 +313,18 @@ def _empty_stats() -> dict[str, Any]:
 
 _tracer = Tracer()
 _hook: TraceHook = _tracer
-_span.set_sink(_tracer._submit_unconfigured)
+_tracer._install_sink()
+if _span._speedups is not None:  # the C hot path: begin/start_span of the built-in tracer
+    _span._speedups.install(
+        span_type=Span,
+        current=_current,
+        budget=_active_budget,
+        slow_start=_tracer.start_span,
+        apply_result=Span._apply_result,
+        leave=_span._leave,
+        default_kind=_DEFAULT_SPAN_KIND,
+        kinds={kind: kind for kind in KINDS},
+    )
 
 
 def get_hook() -> TraceHook:
@@ -321,7 +340,7 @@ def set_hook(hook: TraceHook | None) -> TraceHook:
         raise TypeError(f"{hook!r} does not implement TraceHook (begin, trace, configure, stats, force_flush, shutdown)")
     _hook = hook if hook is not None else _tracer
     if _hook is _tracer:
-        _span.set_sink(_tracer._submit)
+        _tracer._install_sink()
     _bind_public(_hook)
     return previous
 
@@ -331,9 +350,10 @@ def _bind_public(hook: TraceHook) -> None:
     themselves (no wrapper call on the hot path); rebound when the hook changes."""
     import infratrace
 
-    if hook is _tracer:  # never raises: bound as is
-        infratrace.begin = hook.begin
-        infratrace.start_span = hook.start_span
+    if hook is _tracer:  # never raises: bound as is (the C versions when built)
+        speedups = _span._speedups
+        infratrace.begin = hook.begin if speedups is None else speedups.begin
+        infratrace.start_span = hook.start_span if speedups is None else speedups.start_span
         infratrace.trace = hook.trace
         return
     # A third-party hook gets a guard: its failures must not reach the application.

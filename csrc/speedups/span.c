@@ -1,0 +1,862 @@
+/* The span hot path in C: the SpanBase type (what infratrace.Span is built on when
+ * this module is available) and the begin()/start_span() functions of the built-in
+ * tracer. The logic mirrors infratrace/_span.py and Tracer.start_span in
+ * infratrace/_tracer.py; anything unusual (a parent that is not a span, a mapping
+ * that is not a dict, an exhausted span budget, an end() with a result) is handed to
+ * that Python code, so the rare paths exist once. */
+#include "speedups.h"
+#include <structmember.h>
+#include <time.h>
+
+/* -- what infratrace/_span.py installs (see install()) ------------------------------ */
+static PyObject *g_current;        /* ContextVar: the current span */
+static PyObject *g_budget;         /* ContextVar: the active SpanBudget or None */
+static PyTypeObject *g_span_type;  /* infratrace.Span (a subclass of SpanBase) */
+static PyObject *g_slow_start;     /* Tracer.start_span of the pure-Python code */
+static PyObject *g_apply_result;   /* Span._apply_result(span, result, status, code, message) */
+static PyObject *g_leave;          /* _leave(span, token) */
+static PyObject *g_default_kind;   /* dict: entry kind -> span kind */
+static PyObject *g_kinds;          /* dict: the five span kinds -> themselves */
+static PyObject *g_internal;       /* "internal" */
+static PyObject *g_ok;             /* "ok" */
+static PyObject *g_empty;          /* "" */
+static PyObject *g_kwnames_start;  /* ("kind", "parent") */
+
+/* -- where ended spans go (set_sink()) -------------------------------------------- */
+static PyObject *g_sink;           /* a callable taking the span, or NULL */
+static PyObject *g_pipeline;       /* or a Pipeline: its _queue deque, _wake_at, _after_append() */
+static PyObject *g_queue;
+static PyObject *g_queue_append;
+
+/* interned attribute names */
+static PyObject *s_used, *s_limit, *s_tid, *s_sid, *s_ctx, *s_token, *s_wake_at, *s_after_append;
+static PyObject *s_kind, *s_name, *s_attrs, *s_parent, *s_result, *s_status, *s_code, *s_message;
+
+/* -- clock ---------------------------------------------------------------------- */
+#if defined(__linux__)
+static inline int64_t
+now_ns(void)
+{
+    /* time.perf_counter_ns() is CLOCK_MONOTONIC on Linux: the same readings. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+#else
+static PyObject *g_perf_counter_ns;
+static inline int64_t
+now_ns(void)
+{
+    PyObject *value = PyObject_CallNoArgs(g_perf_counter_ns);
+    int64_t ns = value ? PyLong_AsLongLong(value) : 0;
+    Py_XDECREF(value);
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    return ns;
+}
+#endif
+
+/* -- ids: xoshiro256** seeded from os.urandom, reseeded in a forked child ---------- */
+static uint64_t rng[4];
+
+static inline uint64_t
+rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+static inline uint64_t
+next_id(void)
+{
+    uint64_t result = rotl(rng[1] * 5, 7) * 9;
+    uint64_t t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return result;
+}
+
+static PyObject *
+reseed(PyObject *module, PyObject *unused)
+{
+    PyObject *os = PyImport_ImportModule("os");
+    if (os == NULL)
+        return NULL;
+    PyObject *bytes = PyObject_CallMethod(os, "urandom", "i", (int)sizeof(rng));
+    Py_DECREF(os);
+    if (bytes == NULL)
+        return NULL;
+    if (!PyBytes_Check(bytes) || PyBytes_GET_SIZE(bytes) != (Py_ssize_t)sizeof(rng)) {
+        Py_DECREF(bytes);
+        PyErr_SetString(PyExc_RuntimeError, "os.urandom returned an unexpected value");
+        return NULL;
+    }
+    memcpy(rng, PyBytes_AS_STRING(bytes), sizeof(rng));
+    Py_DECREF(bytes);
+    if (!(rng[0] | rng[1] | rng[2] | rng[3]))
+        rng[0] = 1;
+    Py_RETURN_NONE;
+}
+
+/* -- 128-bit ints ----------------------------------------------------------------- */
+static PyObject *
+u128_to_long(uint64_t hi, uint64_t lo)
+{
+    if (hi == 0)
+        return PyLong_FromUnsignedLongLong(lo);
+    PyObject *high = PyLong_FromUnsignedLongLong(hi);
+    PyObject *shift = PyLong_FromLong(64);
+    PyObject *low = PyLong_FromUnsignedLongLong(lo);
+    PyObject *shifted = NULL, *result = NULL;
+    if (high && shift && low && (shifted = PyNumber_Lshift(high, shift)) != NULL)
+        result = PyNumber_Or(shifted, low);
+    Py_XDECREF(high);
+    Py_XDECREF(shift);
+    Py_XDECREF(low);
+    Py_XDECREF(shifted);
+    return result;
+}
+
+/* Split a non-negative int below 2**128; -1 with an exception otherwise. */
+static int
+long_to_u128(PyObject *value, uint64_t *hi, uint64_t *lo)
+{
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "a span id must be an int, not %.100s", Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    if (_PyLong_Sign(value) < 0 || _PyLong_NumBits(value) > 128) {
+        PyErr_SetString(PyExc_ValueError, "a trace id must be a non-negative int below 2**128");
+        return -1;
+    }
+    *lo = PyLong_AsUnsignedLongLongMask(value);
+    PyObject *shift = PyLong_FromLong(64);
+    if (shift == NULL)
+        return -1;
+    PyObject *high = PyNumber_Rshift(value, shift);
+    Py_DECREF(shift);
+    if (high == NULL)
+        return -1;
+    *hi = PyLong_AsUnsignedLongLongMask(high);
+    Py_DECREF(high);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static int
+long_to_u64(PyObject *value, uint64_t *out)
+{
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "a span id must be an int, not %.100s", Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    if (_PyLong_Sign(value) < 0 || _PyLong_NumBits(value) > 64) {
+        PyErr_SetString(PyExc_ValueError, "a span id must be a non-negative int below 2**64");
+        return -1;
+    }
+    *out = PyLong_AsUnsignedLongLongMask(value);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* -- SpanBase ------------------------------------------------------------------- */
+static int
+span_traverse(SpanObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->name);
+    Py_VISIT(self->kind);
+    Py_VISIT(self->attributes);
+    Py_VISIT(self->token);
+    Py_VISIT(self->status);
+    Py_VISIT(self->events);
+    Py_VISIT(self->ctx);
+    return 0;
+}
+
+static int
+span_clear(SpanObject *self)
+{
+    Py_CLEAR(self->name);
+    Py_CLEAR(self->kind);
+    Py_CLEAR(self->attributes);
+    Py_CLEAR(self->token);
+    Py_CLEAR(self->status);
+    Py_CLEAR(self->events);
+    Py_CLEAR(self->ctx);
+    return 0;
+}
+
+static void
+span_dealloc(SpanObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    span_clear(self);
+    type->tp_free((PyObject *)self);
+    /* A heap subclass's reference to its type is released by subtype_dealloc. */
+}
+
+/* Fill a fresh span's identity from its parent (None: a new trace). 0 or -1. */
+static int
+span_set_parent(SpanObject *span, PyObject *parent)
+{
+    if (IT_NONE(parent)) {
+        span->tid_hi = next_id();
+        span->tid_lo = next_id();
+        if (!(span->tid_hi | span->tid_lo))
+            span->tid_lo = 1;
+        span->pid = 0;
+        return 0;
+    }
+    if (SpanBase_Check(parent)) {
+        SpanObject *p = (SpanObject *)parent;
+        span->tid_hi = p->tid_hi;
+        span->tid_lo = p->tid_lo;
+        span->pid = p->sid;
+        if (!IT_NONE(p->ctx)) {
+            Py_INCREF(p->ctx);
+            span->ctx = p->ctx;
+        }
+        return 0;
+    }
+    /* SpanContext, NonRecordingSpan or a replacement hook's span: its attributes. */
+    PyObject *tid = PyObject_GetAttr(parent, s_tid);
+    if (tid == NULL)
+        return -1;
+    int rc = long_to_u128(tid, &span->tid_hi, &span->tid_lo);
+    Py_DECREF(tid);
+    if (rc < 0)
+        return -1;
+    PyObject *sid = PyObject_GetAttr(parent, s_sid);
+    if (sid == NULL)
+        return -1;
+    rc = long_to_u64(sid, &span->pid);
+    Py_DECREF(sid);
+    if (rc < 0)
+        return -1;
+    PyObject *ctx = PyObject_GetAttr(parent, s_ctx);
+    if (ctx == NULL)
+        return -1;
+    if (ctx == Py_None)
+        Py_DECREF(ctx);
+    else
+        span->ctx = ctx;
+    return 0;
+}
+
+static int
+span_init(SpanObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"name", "attributes", "kind", "parent", NULL};
+    PyObject *name, *attributes, *kind, *parent = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "UOU|O:Span", keywords, &name, &attributes, &kind, &parent))
+        return -1;
+    span_clear(self);
+    self->sid = next_id();
+    if (!self->sid)
+        self->sid = 1;
+    if (span_set_parent(self, parent) < 0)
+        return -1;
+    Py_INCREF(name);
+    self->name = name;
+    Py_INCREF(kind);
+    self->kind = kind;
+    Py_INCREF(attributes);
+    self->attributes = attributes;
+    self->t1 = 0;
+    self->t0 = now_ns();
+    return 0;
+}
+
+/* Send an ended span to the pipeline. Failures are the tracer's, not the app's. */
+static int
+span_sink(SpanObject *self)
+{
+    PyObject *res;
+    if (g_queue_append != NULL) {
+        res = PyObject_CallOneArg(g_queue_append, (PyObject *)self);
+        if (res == NULL)
+            goto failed;
+        Py_DECREF(res);
+        Py_ssize_t queued = PyObject_Length(g_queue);
+        if (queued < 0)
+            goto failed;
+        PyObject *wake_at = PyObject_GetAttr(g_pipeline, s_wake_at);
+        if (wake_at == NULL)
+            goto failed;
+        Py_ssize_t threshold = PyLong_AsSsize_t(wake_at);
+        Py_DECREF(wake_at);
+        if (threshold == -1 && PyErr_Occurred())
+            goto failed;
+        if (queued >= threshold) {
+            res = PyObject_CallMethodNoArgs(g_pipeline, s_after_append);
+            if (res == NULL)
+                goto failed;
+            Py_DECREF(res);
+        }
+        return 0;
+    }
+    if (g_sink != NULL) {
+        res = PyObject_CallOneArg(g_sink, (PyObject *)self);
+        if (res == NULL)
+            goto failed;
+        Py_DECREF(res);
+    }
+    return 0;
+failed:
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1; /* KeyboardInterrupt, SystemExit: not ours to swallow */
+    PyErr_Clear();
+    return 0;
+}
+
+/* The end of end(): stop being the current span, then queue. */
+static PyObject *
+span_finish(SpanObject *self)
+{
+    PyObject *token = self->token;
+    if (token != NULL) {
+        self->token = NULL;  /* the token holds the parent: free it while we queue */
+        if (token != Py_None && PyContextVar_Reset(g_current, token) < 0) {
+            /* Ended in another context (another asyncio task): the Python code
+             * undoes only what this span did there. */
+            PyErr_Clear();
+            PyObject *res = PyObject_CallFunctionObjArgs(g_leave, (PyObject *)self, token, NULL);
+            if (res == NULL)
+                PyErr_Clear();
+            Py_XDECREF(res);
+        }
+        Py_DECREF(token);
+    }
+    if (span_sink(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+span_end_with(SpanObject *self, PyObject *result, PyObject *status, PyObject *code, PyObject *message)
+{
+    if (self->t1)
+        Py_RETURN_NONE;
+    self->t1 = now_ns();
+    if (IT_NONE(result) && IT_NONE(status) && IT_NONE(message)) {
+        if (!IT_NONE(code)) {
+            /* end(code=200): the web adapters' common case. */
+            PyObject *st = self->status, *new_status;
+            if (IT_NONE(st) || !PyTuple_Check(st) || PyTuple_GET_SIZE(st) != 3)
+                new_status = PyTuple_Pack(3, g_ok, code, g_empty);
+            else
+                new_status = PyTuple_Pack(3, PyTuple_GET_ITEM(st, 0), code, PyTuple_GET_ITEM(st, 2));
+            if (new_status == NULL)
+                PyErr_Clear();
+            else
+                Py_XSETREF(self->status, new_status);
+        }
+    }
+    else {
+        PyObject *res = PyObject_CallFunctionObjArgs(
+            g_apply_result, (PyObject *)self, result ? result : Py_None, status ? status : Py_None,
+            code ? code : Py_None, message ? message : Py_None, NULL);
+        if (res == NULL)
+            PyErr_Clear();
+        Py_XDECREF(res);
+    }
+    return span_finish(self);
+}
+
+static PyObject *
+span_end(SpanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *result = NULL, *status = NULL, *code = NULL, *message = NULL;
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "end() takes at most 1 positional argument (%zd given)", nargs);
+        return NULL;
+    }
+    if (nargs == 1)
+        result = args[0];
+    if (kwnames != NULL) {
+        Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+            PyObject *value = args[nargs + i];
+            if (PyUnicode_Compare(key, s_code) == 0)
+                code = value;
+            else if (PyUnicode_Compare(key, s_status) == 0)
+                status = value;
+            else if (PyUnicode_Compare(key, s_message) == 0)
+                message = value;
+            else if (PyUnicode_Compare(key, s_result) == 0 && nargs == 0)
+                result = value;
+            else {
+                PyErr_Format(PyExc_TypeError, "end() got an unexpected keyword argument '%U'", key);
+                return NULL;
+            }
+        }
+    }
+    return span_end_with(self, result, status, code, message);
+}
+
+static PyObject *
+span_enter(PyObject *self, PyObject *unused)
+{
+    Py_INCREF(self);
+    return self;
+}
+
+static PyObject *
+span_exit(SpanObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *exc = nargs >= 2 ? args[1] : NULL;
+    PyObject *res = span_end_with(self, exc, NULL, NULL, NULL);
+    if (res == NULL)
+        return NULL;
+    Py_DECREF(res);
+    Py_RETURN_NONE; /* never suppresses the exception */
+}
+
+/* -- attributes seen from Python ------------------------------------------------- */
+static PyObject *
+span_get_tid(SpanObject *self, void *closure)
+{
+    return u128_to_long(self->tid_hi, self->tid_lo);
+}
+
+static int
+span_set_tid(SpanObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _tid");
+        return -1;
+    }
+    return long_to_u128(value, &self->tid_hi, &self->tid_lo);
+}
+
+static PyObject *
+span_get_sid(SpanObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(closure ? self->pid : self->sid);
+}
+
+static int
+span_set_sid(SpanObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete a span id");
+        return -1;
+    }
+    return long_to_u64(value, closure ? &self->pid : &self->sid);
+}
+
+static PyObject *
+span_get_trace_id(SpanObject *self, void *closure)
+{
+    char text[33];
+    snprintf(text, sizeof(text), "%016llx%016llx", (unsigned long long)self->tid_hi, (unsigned long long)self->tid_lo);
+    return PyUnicode_FromStringAndSize(text, 32);
+}
+
+static PyObject *
+span_get_span_id(SpanObject *self, void *closure)
+{
+    uint64_t id = closure ? self->pid : self->sid;
+    if (closure && !id)
+        return PyUnicode_FromStringAndSize("", 0);
+    char text[17];
+    snprintf(text, sizeof(text), "%016llx", (unsigned long long)id);
+    return PyUnicode_FromStringAndSize(text, 16);
+}
+
+static PyGetSetDef span_getset[] = {
+    {"_tid", (getter)span_get_tid, (setter)span_set_tid, "the trace id (128-bit int)", NULL},
+    {"_sid", (getter)span_get_sid, (setter)span_set_sid, "the span id (64-bit int)", NULL},
+    {"_pid", (getter)span_get_sid, (setter)span_set_sid, "the parent span id (0: none)", (void *)1},
+    {"trace_id", (getter)span_get_trace_id, NULL, "the trace id as 32 hex digits", NULL},
+    {"span_id", (getter)span_get_span_id, NULL, "the span id as 16 hex digits", NULL},
+    {"parent_span_id", (getter)span_get_span_id, NULL, "the parent's span id as 16 hex digits, or \"\"", (void *)1},
+    {NULL},
+};
+
+static PyMemberDef span_members[] = {
+    {"name", T_OBJECT, offsetof(SpanObject, name), 0, "the span name"},
+    {"kind", T_OBJECT, offsetof(SpanObject, kind), 0, "internal, server, client, producer or consumer"},
+    {"attributes", T_OBJECT, offsetof(SpanObject, attributes), 0, "the attributes (a dict)"},
+    {"_token", T_OBJECT, offsetof(SpanObject, token), 0, NULL},
+    {"_status", T_OBJECT, offsetof(SpanObject, status), 0, NULL},
+    {"_events", T_OBJECT, offsetof(SpanObject, events), 0, NULL},
+    {"_ctx", T_OBJECT, offsetof(SpanObject, ctx), 0, NULL},
+    {"_t0", T_LONGLONG, offsetof(SpanObject, t0), 0, "start, perf_counter_ns()"},
+    {"_t1", T_LONGLONG, offsetof(SpanObject, t1), 0, "end, perf_counter_ns() (0: running)"},
+    {NULL},
+};
+
+static PyMethodDef span_methods[] = {
+    {"end", (PyCFunction)(void (*)(void))span_end, METH_FASTCALL | METH_KEYWORDS,
+     "end(result=None, *, status=None, code=None, message=None): end the span (see infratrace.Span.end)."},
+    {"__enter__", span_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))span_exit, METH_FASTCALL, NULL},
+    {NULL},
+};
+
+PyTypeObject SpanBase_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "infratrace._speedups.SpanBase",
+    .tp_basicsize = sizeof(SpanObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C core of infratrace.Span (ids, times, end and the context-manager protocol).",
+    .tp_traverse = (traverseproc)span_traverse,
+    .tp_clear = (inquiry)span_clear,
+    .tp_dealloc = (destructor)span_dealloc,
+    .tp_methods = span_methods,
+    .tp_members = span_members,
+    .tp_getset = span_getset,
+    .tp_init = (initproc)span_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* -- begin / start_span ------------------------------------------------------------ */
+static PyObject *
+slow_start(PyObject *name, PyObject *attrs, PyObject *kind, PyObject *parent)
+{
+    PyObject *args[5] = {NULL, name, attrs ? attrs : Py_None, kind ? kind : Py_None, parent ? parent : Py_None};
+    return PyObject_Vectorcall(g_slow_start, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, g_kwnames_start);
+}
+
+/* The span kind: given (one of the five, or an entry kind mapped to one), else
+ * implied by attributes["kind"], else internal. Borrowed reference or NULL (slow). */
+static PyObject *
+resolve_kind(PyObject *kind, PyObject *attributes)
+{
+    if (IT_NONE(kind)) {
+        if (PyDict_GET_SIZE(attributes) == 0)
+            return g_internal;
+        PyObject *entry = PyDict_GetItemWithError(attributes, s_kind);
+        if (entry == NULL) {
+            PyErr_Clear();
+            return g_internal;
+        }
+        PyObject *implied = PyDict_GetItemWithError(g_default_kind, entry);
+        if (implied == NULL) {
+            PyErr_Clear(); /* an unhashable "kind" value */
+            return g_internal;
+        }
+        return implied;
+    }
+    if (!PyUnicode_CheckExact(kind))
+        return NULL;
+    PyObject *known = PyDict_GetItemWithError(g_kinds, kind);
+    if (known != NULL)
+        return known;
+    PyObject *implied = PyDict_GetItemWithError(g_default_kind, kind);
+    if (implied == NULL) {
+        if (PyErr_Occurred())
+            PyErr_Clear();
+        return g_internal;
+    }
+    return implied;
+}
+
+/* The budget check of Tracer.start_span: 1 = take a span, 0 = over budget (the
+ * Python code counts it), -1 = error. */
+static int
+budget_take(void)
+{
+    PyObject *budget;
+    if (PyContextVar_Get(g_budget, Py_None, &budget) < 0)
+        return -1;
+    if (budget == Py_None) {
+        Py_DECREF(budget);
+        return 1;
+    }
+    int rc = -1;
+    PyObject *used = PyObject_GetAttr(budget, s_used);
+    PyObject *limit = used ? PyObject_GetAttr(budget, s_limit) : NULL;
+    if (limit != NULL) {
+        int over = PyObject_RichCompareBool(used, limit, Py_GE);
+        if (over == 1)
+            rc = 0;
+        else if (over == 0) {
+            PyObject *one = PyLong_FromLong(1);
+            PyObject *next = one ? PyNumber_Add(used, one) : NULL;
+            Py_XDECREF(one);
+            if (next != NULL && PyObject_SetAttr(budget, s_used, next) == 0)
+                rc = 1;
+            Py_XDECREF(next);
+        }
+    }
+    Py_XDECREF(used);
+    Py_XDECREF(limit);
+    Py_DECREF(budget);
+    return rc;
+}
+
+static PyObject *
+start_impl(PyObject *name, PyObject *attrs, PyObject *kind, PyObject *parent)
+{
+    if (g_span_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "infratrace._speedups.install() was not called");
+        return NULL;
+    }
+    if (!PyUnicode_CheckExact(name) || !(IT_NONE(attrs) || PyDict_Check(attrs)) ||
+        !(IT_NONE(kind) || PyUnicode_CheckExact(kind)))
+        return slow_start(name, attrs, kind, parent);
+
+    PyObject *current = NULL;
+    if (IT_NONE(parent)) {
+        if (PyContextVar_Get(g_current, Py_None, &current) < 0)
+            return slow_start(name, attrs, kind, parent);
+        parent = current;
+    }
+    SpanObject *span = (SpanObject *)g_span_type->tp_alloc(g_span_type, 0);
+    if (span == NULL) {
+        Py_XDECREF(current);
+        return NULL;
+    }
+    if (span_set_parent(span, parent) < 0) {
+        /* Not a span: Tracer.start_span decides (it returns a NonRecordingSpan). */
+        PyErr_Clear();
+        Py_DECREF(span);
+        Py_XDECREF(current);
+        return slow_start(name, attrs, kind, NULL);
+    }
+    Py_XDECREF(current);
+    int take = budget_take();
+    if (take != 1) {
+        if (take < 0)
+            PyErr_Clear();
+        Py_DECREF(span);
+        return slow_start(name, attrs, kind, parent == current ? NULL : parent);
+    }
+    PyObject *attributes = IT_NONE(attrs) ? PyDict_New() : PyDict_Copy(attrs);
+    if (attributes == NULL) {
+        Py_DECREF(span);
+        return NULL;
+    }
+    span->attributes = attributes;
+    PyObject *resolved = resolve_kind(kind, attributes);
+    if (resolved == NULL)
+        resolved = g_internal;
+    Py_INCREF(resolved);
+    span->kind = resolved;
+    Py_INCREF(name);
+    span->name = name;
+    uint64_t sid = next_id();
+    span->sid = sid ? sid : 1;
+    span->t0 = now_ns();
+    return (PyObject *)span;
+}
+
+static int
+parse_start_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, PyObject **name,
+                 PyObject **attrs, PyObject **kind, PyObject **parent)
+{
+    *name = *attrs = *kind = *parent = NULL;
+    if (nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes from 1 to 2 positional arguments but %zd were given", fname, nargs);
+        return -1;
+    }
+    if (nargs >= 1)
+        *name = args[0];
+    if (nargs == 2)
+        *attrs = args[1];
+    if (kwnames != NULL) {
+        Py_ssize_t n = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+            PyObject *value = args[nargs + i];
+            PyObject **slot;
+            if (PyUnicode_Compare(key, s_kind) == 0)
+                slot = kind;
+            else if (PyUnicode_Compare(key, s_parent) == 0)
+                slot = parent;
+            else if (PyUnicode_Compare(key, s_attrs) == 0)
+                slot = attrs;
+            else if (PyUnicode_Compare(key, s_name) == 0)
+                slot = name;
+            else {
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname, key);
+                return -1;
+            }
+            if (*slot != NULL) {
+                PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'", fname, key);
+                return -1;
+            }
+            *slot = value;
+        }
+    }
+    if (*name == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s() missing required argument 'name'", fname);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+start_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *name, *attrs, *kind, *parent;
+    if (parse_start_args("start_span", args, nargs, kwnames, &name, &attrs, &kind, &parent) < 0)
+        return NULL;
+    return start_impl(name, attrs, kind, parent);
+}
+
+static PyObject *
+begin(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *name, *attrs, *kind, *parent;
+    if (parse_start_args("begin", args, nargs, kwnames, &name, &attrs, &kind, &parent) < 0)
+        return NULL;
+    PyObject *span = start_impl(name, attrs, kind, parent);
+    if (span == NULL)
+        return NULL;
+    PyObject *token = PyContextVar_Set(g_current, span);
+    if (token == NULL) {
+        Py_DECREF(span);
+        return NULL;
+    }
+    if (Py_IS_TYPE(span, g_span_type)) {
+        Py_XSETREF(((SpanObject *)span)->token, token);
+    }
+    else { /* a NonRecordingSpan from the Python code */
+        int rc = PyObject_SetAttr(span, s_token, token);
+        Py_DECREF(token);
+        if (rc < 0)
+            PyErr_Clear();
+    }
+    return span;
+}
+
+/* -- configuration from infratrace/_span.py ---------------------------------------- */
+static PyObject *
+install(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"span_type", "current", "budget", "slow_start", "apply_result", "leave",
+                               "default_kind", "kinds", NULL};
+    PyObject *span_type, *current, *budget, *slow, *apply_result, *leave, *default_kind, *kinds;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOOOO!O!:install", keywords, &PyType_Type, &span_type, &current,
+                                     &budget, &slow, &apply_result, &leave, &PyDict_Type, &default_kind, &PyDict_Type,
+                                     &kinds))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)span_type, &SpanBase_Type)) {
+        PyErr_SetString(PyExc_TypeError, "span_type must be a subclass of SpanBase");
+        return NULL;
+    }
+    Py_INCREF(span_type);
+    Py_XSETREF(g_span_type, (PyTypeObject *)span_type);
+    Py_INCREF(current);
+    Py_XSETREF(g_current, current);
+    Py_INCREF(budget);
+    Py_XSETREF(g_budget, budget);
+    Py_INCREF(slow);
+    Py_XSETREF(g_slow_start, slow);
+    Py_INCREF(apply_result);
+    Py_XSETREF(g_apply_result, apply_result);
+    Py_INCREF(leave);
+    Py_XSETREF(g_leave, leave);
+    Py_INCREF(default_kind);
+    Py_XSETREF(g_default_kind, default_kind);
+    Py_INCREF(kinds);
+    Py_XSETREF(g_kinds, kinds);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+set_sink(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"sink", "pipeline", NULL};
+    PyObject *sink, *pipeline = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:set_sink", keywords, &sink, &pipeline))
+        return NULL;
+    PyObject *queue = NULL, *append = NULL;
+    if (pipeline != Py_None) {
+        queue = PyObject_GetAttrString(pipeline, "_queue");
+        if (queue == NULL)
+            return NULL;
+        append = PyObject_GetAttrString(queue, "append");
+        if (append == NULL) {
+            Py_DECREF(queue);
+            return NULL;
+        }
+        Py_INCREF(pipeline);
+    }
+    Py_XSETREF(g_pipeline, pipeline == Py_None ? NULL : pipeline);
+    Py_XSETREF(g_queue, queue);
+    Py_XSETREF(g_queue_append, append);
+    Py_INCREF(sink);
+    Py_XSETREF(g_sink, sink);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+monotonic_ns(PyObject *module, PyObject *unused)
+{
+    return PyLong_FromLongLong(now_ns());
+}
+
+static PyMethodDef span_module_methods[] = {
+    {"begin", (PyCFunction)(void (*)(void))begin, METH_FASTCALL | METH_KEYWORDS,
+     "begin(name, attrs=None, *, kind=None, parent=None): the built-in tracer's begin()."},
+    {"start_span", (PyCFunction)(void (*)(void))start_span, METH_FASTCALL | METH_KEYWORDS,
+     "start_span(name, attrs=None, *, kind=None, parent=None): the built-in tracer's start_span()."},
+    {"install", (PyCFunction)(void (*)(void))install, METH_VARARGS | METH_KEYWORDS,
+     "Connect the C hot path to infratrace/_span.py (called once, at import)."},
+    {"set_sink", (PyCFunction)(void (*)(void))set_sink, METH_VARARGS | METH_KEYWORDS,
+     "set_sink(sink, pipeline=None): where ended spans go."},
+    {"reseed", reseed, METH_NOARGS, "Reseed the id generator from os.urandom (after fork)."},
+    {"monotonic_ns", monotonic_ns, METH_NOARGS, "The clock spans are timed with (= time.perf_counter_ns())."},
+    {NULL},
+};
+
+#define INTERN(var, text)                                     \
+    do {                                                      \
+        if ((var = PyUnicode_InternFromString(text)) == NULL) \
+            return -1;                                        \
+    } while (0)
+
+int
+it_span_module_init(PyObject *module)
+{
+    INTERN(s_used, "used");
+    INTERN(s_limit, "limit");
+    INTERN(s_tid, "_tid");
+    INTERN(s_sid, "_sid");
+    INTERN(s_ctx, "_ctx");
+    INTERN(s_token, "_token");
+    INTERN(s_wake_at, "_wake_at");
+    INTERN(s_after_append, "_after_append");
+    INTERN(s_kind, "kind");
+    INTERN(s_name, "name");
+    INTERN(s_attrs, "attrs");
+    INTERN(s_parent, "parent");
+    INTERN(s_result, "result");
+    INTERN(s_status, "status");
+    INTERN(s_code, "code");
+    INTERN(s_message, "message");
+    INTERN(g_internal, "internal");
+    INTERN(g_ok, "ok");
+    INTERN(g_empty, "");
+    if ((g_kwnames_start = PyTuple_Pack(2, s_kind, s_parent)) == NULL)
+        return -1;
+#if !defined(__linux__)
+    PyObject *time_module = PyImport_ImportModule("time");
+    if (time_module == NULL)
+        return -1;
+    g_perf_counter_ns = PyObject_GetAttrString(time_module, "perf_counter_ns");
+    Py_DECREF(time_module);
+    if (g_perf_counter_ns == NULL)
+        return -1;
+#endif
+    PyObject *seeded = reseed(module, NULL);
+    if (seeded == NULL)
+        return -1;
+    Py_DECREF(seeded);
+    if (PyType_Ready(&SpanBase_Type) < 0)
+        return -1;
+    Py_INCREF(&SpanBase_Type);
+    if (PyModule_AddObject(module, "SpanBase", (PyObject *)&SpanBase_Type) < 0) {
+        Py_DECREF(&SpanBase_Type);
+        return -1;
+    }
+    return PyModule_AddFunctions(module, span_module_methods);
+}
