@@ -617,17 +617,21 @@ start_impl(PyObject *name, PyObject *attrs, PyObject *kind, PyObject *parent)
         /* Not a span: Tracer.start_span decides (it returns a NonRecordingSpan). */
         PyErr_Clear();
         Py_DECREF(span);
+        PyObject *fallback = slow_start(name, attrs, kind, parent);
         Py_XDECREF(current);
-        return slow_start(name, attrs, kind, NULL);
+        return fallback;
     }
-    Py_XDECREF(current);
     int take = budget_take();
     if (take != 1) {
+        /* Over the request's span budget: Tracer.start_span counts the refusal. */
         if (take < 0)
             PyErr_Clear();
         Py_DECREF(span);
-        return slow_start(name, attrs, kind, parent == current ? NULL : parent);
+        PyObject *fallback = slow_start(name, attrs, kind, parent);
+        Py_XDECREF(current);
+        return fallback;
     }
+    Py_XDECREF(current);
     PyObject *attributes = IT_NONE(attrs) ? PyDict_New() : PyDict_Copy(attrs);
     if (attributes == NULL) {
         Py_DECREF(span);

@@ -1,0 +1,193 @@
+"""The C speedups (csrc/speedups): built, equivalent to the pure-Python code, and safe
+at their edges. The whole core and driver suites also run once more with
+``INFRATRACE_PURE_PYTHON=1`` (test_pure_python_suite), so both implementations pass
+the same tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import infratrace
+from infratrace import _span
+
+ROOT = Path(__file__).resolve().parents[2]
+PURE = os.environ.get("INFRATRACE_PURE_PYTHON", "0") not in ("", "0")
+needs_c = pytest.mark.skipif(_span._speedups is None, reason="the C speedups are not in use")
+
+
+def test_the_extension_is_built_and_used():
+    if PURE:
+        assert _span._speedups is None and _span.Span is _span.PySpan
+        return
+    assert _span._speedups is not None, (
+        "infratrace._speedups did not build (is gcc with the Python headers installed?); "
+        "infratrace works without it, at several times the cost per span"
+    )
+    assert issubclass(_span.Span, _span._speedups.SpanBase)
+    assert infratrace.begin is _span._speedups.begin
+
+
+@pytest.mark.skipif(PURE, reason="this is the pure-Python run itself")
+@pytest.mark.skipif(_span._speedups is None, reason="without the extension the suite already runs pure Python")
+def test_pure_python_suite():
+    env = {**os.environ, "INFRATRACE_PURE_PYTHON": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/core", "tests/drivers"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+
+
+@needs_c
+def test_span_times_use_the_perf_counter_clock():
+    before = time.perf_counter_ns()
+    span = infratrace.start_span("x")
+    span.end()
+    after = time.perf_counter_ns()
+    assert before <= span._t0 <= span._t1 <= after
+
+
+@needs_c
+def test_ids_round_trip_through_python_ints():
+    span = infratrace.start_span("x")
+    span._tid = (1 << 128) - 1
+    span._sid = (1 << 64) - 1
+    span._pid = 0x1234
+    assert span._tid == (1 << 128) - 1 and span.trace_id == "f" * 32
+    assert span._sid == (1 << 64) - 1 and span.span_id == "f" * 16
+    assert span.parent_span_id == "0000000000001234"
+    span._pid = 0
+    assert span.parent_span_id == ""
+    for bad in (-1, 1 << 128, "1"):
+        with pytest.raises((ValueError, TypeError)):
+            span._tid = bad
+    with pytest.raises(ValueError):
+        span._sid = 1 << 64
+    span.end()
+
+
+@needs_c
+def test_children_of_remote_and_non_recording_parents_keep_the_trace():
+    remote = infratrace.extract({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "k=v"})
+    assert remote is not None
+    with infratrace.begin("server", parent=remote) as server:
+        assert server.trace_id == "0af7651916cd43dd8448eb211c80319c"
+        assert server.parent_span_id == "b7ad6b7169203331"
+        assert server.tracestate == "k=v"
+        with infratrace.begin("child") as child:
+            assert child.tracestate == "k=v" and child._pid == server._sid
+    silent = _span.NonRecordingSpan("budgeted", server, make_current=False)
+    span = infratrace.start_span("under a non-recording span", parent=silent)
+    assert span._tid == server._tid and span._pid == silent._sid
+    span.end()
+
+
+@needs_c
+def test_a_parent_that_is_not_a_span_gives_a_non_recording_span():
+    span = infratrace.begin("x", parent=object())  # type: ignore[arg-type]
+    assert isinstance(span, _span.NonRecordingSpan)
+    assert infratrace.current_span() is span
+    span.end()
+    assert infratrace.current_span() is None
+
+
+@needs_c
+def test_odd_arguments_take_the_python_path_with_the_same_result():
+    class Name:
+        def __str__(self) -> str:
+            return "custom"
+
+    span = infratrace.start_span(Name(), [("a", 1)], kind="web")  # type: ignore[arg-type]
+    assert isinstance(span, _span.Span)
+    assert (span.name, span.attributes, span.kind) == ("custom", {"a": 1}, "server")
+    span.end()
+    with pytest.raises(TypeError):
+        infratrace.begin()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        infratrace.begin("x", {}, unknown=1)  # type: ignore[call-arg]
+
+
+@needs_c
+def test_end_arguments_match_the_python_span():
+    for kwargs, expected in (
+        ({}, ("ok", 0, "")),
+        ({"code": 404}, ("ok", 404, "")),
+        ({"status": "error", "message": "boom"}, ("error", 1, "boom")),
+        ({"result": "error"}, ("error", 1, "")),
+    ):
+        c_span = infratrace.start_span("c")
+        py_span = _span.PySpan("py", {}, "internal", None)
+        c_span.end(**kwargs)
+        py_span.end(**kwargs)
+        assert (c_span.status, c_span.status_code, c_span.status_message) == expected
+        assert (py_span.status, py_span.status_code, py_span.status_message) == expected
+    span = infratrace.start_span("exc")
+    span.end(ValueError("bad"))
+    assert span.status == "error" and span.status_message == "ValueError: bad"
+    assert span.events[0][0] == "exception"
+    with pytest.raises(TypeError):
+        span.end(1, 2)  # type: ignore[call-arg]
+
+
+@needs_c
+def test_ending_in_another_task_restores_only_that_tasks_context():
+    async def main() -> None:
+        span = infratrace.begin("outer")
+
+        async def other() -> None:
+            span.end()  # a token from the other context: the Python fallback handles it
+
+        await asyncio.create_task(other())
+        assert span.ended
+        assert infratrace.current_span() is span  # this task's context is its own
+        _span.detach(span._token) if span._token else None
+        _span._current.set(None)
+
+    asyncio.run(main())
+
+
+@needs_c
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_draws_other_ids_than_its_parent():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.write(write, infratrace.start_span("child").trace_id.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    mine = infratrace.start_span("parent").trace_id
+    theirs = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert len(theirs) == 32 and theirs != mine
+
+
+@needs_c
+def test_spans_are_garbage_collected_in_cycles():
+    import gc
+    import weakref
+
+    class Holder:
+        pass
+
+    holder = Holder()
+    span = infratrace.start_span("cycle", {"self": holder})
+    holder.span = span  # type: ignore[attr-defined]
+    ref = weakref.ref(holder)
+    del holder, span
+    gc.collect()
+    assert ref() is None
