@@ -125,14 +125,9 @@ static int
 long_to_u128(PyObject *value, uint64_t *hi, uint64_t *lo)
 {
     if (!PyLong_Check(value)) {
-        PyErr_Format(PyExc_TypeError, "a span id must be an int, not %.100s", Py_TYPE(value)->tp_name);
+        PyErr_Format(PyExc_TypeError, "a trace id must be an int, not %.100s", Py_TYPE(value)->tp_name);
         return -1;
     }
-    if (_PyLong_Sign(value) < 0 || _PyLong_NumBits(value) > 128) {
-        PyErr_SetString(PyExc_ValueError, "a trace id must be a non-negative int below 2**128");
-        return -1;
-    }
-    *lo = PyLong_AsUnsignedLongLongMask(value);
     PyObject *shift = PyLong_FromLong(64);
     if (shift == NULL)
         return -1;
@@ -140,8 +135,14 @@ long_to_u128(PyObject *value, uint64_t *hi, uint64_t *lo)
     Py_DECREF(shift);
     if (high == NULL)
         return -1;
-    *hi = PyLong_AsUnsignedLongLongMask(high);
+    uint64_t h = PyLong_AsUnsignedLongLong(high); /* negative or too big: OverflowError */
     Py_DECREF(high);
+    if (h == (uint64_t)-1 && PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "a trace id must be a non-negative int below 2**128");
+        return -1;
+    }
+    *hi = h;
+    *lo = PyLong_AsUnsignedLongLongMask(value);
     return PyErr_Occurred() ? -1 : 0;
 }
 
@@ -152,12 +153,13 @@ long_to_u64(PyObject *value, uint64_t *out)
         PyErr_Format(PyExc_TypeError, "a span id must be an int, not %.100s", Py_TYPE(value)->tp_name);
         return -1;
     }
-    if (_PyLong_Sign(value) < 0 || _PyLong_NumBits(value) > 64) {
+    uint64_t v = PyLong_AsUnsignedLongLong(value);
+    if (v == (uint64_t)-1 && PyErr_Occurred()) {
         PyErr_SetString(PyExc_ValueError, "a span id must be a non-negative int below 2**64");
         return -1;
     }
-    *out = PyLong_AsUnsignedLongLongMask(value);
-    return PyErr_Occurred() ? -1 : 0;
+    *out = v;
+    return 0;
 }
 
 /* -- SpanBase ------------------------------------------------------------------- */
