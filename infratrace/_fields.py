@@ -7,6 +7,7 @@ Everything here runs on the pipeline's background thread, never on ``end()``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,19 @@ except ImportError:  # pragma: no cover - exercised only without the dependency
     _orjson = None
 _fragment = _orjson is not None and hasattr(_orjson, "Fragment")
 
+
+def _import_speedups() -> Any:
+    """The C extension (its StableLines: csrc/speedups/encode.c), or ``None`` when it
+    is not built: StableJSONLine is then the encoder."""
+    try:
+        from . import _speedups  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - exercised only without the extension
+        return None
+    return _speedups
+
+
+_speedups: Any = _import_speedups()
+
 __all__ = [
     "DEFAULT_FIELDS",
     "FIELD_NAMES",
@@ -31,6 +45,7 @@ __all__ = [
     "encode_json",
     "field_getter",
     "span_record",
+    "stable_line_encoder",
 ]
 
 SCHEMA_VERSION = 1
@@ -344,6 +359,58 @@ class StableJSONLine:
 
 _utc_text_cache: tuple[str, str] = ("", "")
 _EMPTY = '""'
+
+
+class PyStableLines:
+    """The stable schema's lines in pure Python: ``StableJSONLine`` per span."""
+
+    __slots__ = ("line",)
+
+    def __init__(self, resource: ResourceView, flag: str = "") -> None:
+        self.line: Callable[[Span], str] = StableJSONLine(resource, flag)
+
+    def chunk(self, spans: Sequence[Span], start: int, stop: int) -> bytes:
+        """The lines of ``spans[start:stop]``, each followed by a newline, as UTF-8."""
+        line = self.line
+        return ("\n".join([line(s) for s in spans[start:stop]]) + "\n").encode("utf-8", "replace")
+
+
+class CStableLines:
+    """The same lines from the C encoder (``infratrace._speedups.StableLines``), which
+    hands the spans it does not handle (events, nested attribute values, ...) to
+    ``StableJSONLine``: byte for byte the lines of ``PyStableLines``."""
+
+    __slots__ = ("_c", "python")
+
+    def __init__(self, resource: ResourceView, flag: str = "") -> None:
+        self.python = StableJSONLine(resource, flag)
+        self._c: Any = _speedups.StableLines(self.python._tail, self.python._service, self.python)
+
+    def line(self, s: Span) -> str:
+        """One line, without its newline."""
+        return self._c.line(s, _span._clock_offset_ns)  # type: ignore[no-any-return]
+
+    def chunk(self, spans: Sequence[Span], start: int, stop: int) -> bytes:
+        """The lines of ``spans[start:stop]``, each followed by a newline, as UTF-8."""
+        return self._c.chunk(spans, start, stop, _span._clock_offset_ns)  # type: ignore[no-any-return]
+
+
+def speedups_enabled() -> bool:
+    """The C encoder is built and ``INFRATRACE_PURE_PYTHON`` is unset (or ``0``)."""
+    return (
+        _speedups is not None and hasattr(_speedups, "StableLines") and os.environ.get("INFRATRACE_PURE_PYTHON", "0") in ("", "0")
+    )
+
+
+def stable_line_encoder(resource: ResourceView, flag: str = "") -> PyStableLines | CStableLines:
+    """The fastest stable-schema encoder available: ``line(span) -> str`` and
+    ``chunk(spans, start, stop) -> bytes``."""
+    if speedups_enabled():
+        try:
+            return CStableLines(resource, flag)
+        except (TypeError, ValueError):  # pragma: no cover - e.g. a tail it cannot hold
+            pass
+    return PyStableLines(resource, flag)
 
 
 def _js(value: Any) -> str:
