@@ -7,7 +7,6 @@ Everything here runs on the pipeline's background thread, never on ``end()``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,17 +23,10 @@ except ImportError:  # pragma: no cover - exercised only without the dependency
 _fragment = _orjson is not None and hasattr(_orjson, "Fragment")
 
 
-def _import_speedups() -> Any:
-    """The C extension (its StableLines: csrc/speedups/encode.c), or ``None`` when it
-    is not built: StableJSONLine is then the encoder."""
-    try:
-        from . import _speedups  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - exercised only without the extension
-        return None
-    return _speedups
-
-
-_speedups: Any = _import_speedups()
+# The C extension (its StableLines: csrc/speedups/encode.c), or None when it is not
+# built: StableJSONLine is then the encoder. Imported even when INFRATRACE_PURE_PYTHON
+# was set at start-up, since speedups_enabled() reads that variable at each call.
+_speedups: Any = _span.import_speedups()
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -397,9 +389,7 @@ class CStableLines:
 
 def speedups_enabled() -> bool:
     """The C encoder is built and ``INFRATRACE_PURE_PYTHON`` is unset (or ``0``)."""
-    return (
-        _speedups is not None and hasattr(_speedups, "StableLines") and os.environ.get("INFRATRACE_PURE_PYTHON", "0") in ("", "0")
-    )
+    return _speedups is not None and hasattr(_speedups, "StableLines") and not _span.pure_python_requested()
 
 
 def stable_line_encoder(resource: ResourceView, flag: str = "") -> PyStableLines | CStableLines:

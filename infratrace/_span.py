@@ -175,11 +175,13 @@ def set_sink(sink: Callable[[Span], None], pipeline: Any = None) -> None:
         _speedups.set_sink(sink, pipeline)
 
 
-def _load_speedups() -> Any:
-    """The C hot path (csrc/speedups), unless it is not built or
-    ``INFRATRACE_PURE_PYTHON`` is set (to anything but ``0``)."""
-    if os.environ.get("INFRATRACE_PURE_PYTHON", "0") not in ("", "0"):
-        return None
+def pure_python_requested() -> bool:
+    """``INFRATRACE_PURE_PYTHON`` is set to anything but ``0``: no C speedups."""
+    return os.environ.get("INFRATRACE_PURE_PYTHON", "0") not in ("", "0")
+
+
+def import_speedups() -> Any:
+    """The C extension (csrc/speedups), or ``None`` when it is not built."""
     try:
         from . import _speedups  # type: ignore[attr-defined]
     except ImportError:
@@ -187,7 +189,8 @@ def _load_speedups() -> Any:
     return _speedups
 
 
-_speedups: Any = _load_speedups()
+# The C hot path, unless it is not built or INFRATRACE_PURE_PYTHON is set at import.
+_speedups: Any = None if pure_python_requested() else import_speedups()
 
 
 class _SpanMethods(_Identity):

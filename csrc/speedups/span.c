@@ -314,6 +314,22 @@ failed:
     return 0;
 }
 
+/* An ended span waits in the pipeline's queues for a while: left in the garbage
+ * collector's lists it would be promoted to the older generations and make full
+ * collections more frequent (they traverse the whole application: costly in a Django
+ * process). When nothing it holds can lead back to it — its attributes dict is one the
+ * collector does not track (atomic values only), no events, a plain-str name; status
+ * and context tuples hold only ints and strs — it cannot be part of a cycle, and is
+ * taken off the collector's lists. Otherwise it stays tracked. */
+static inline void
+span_untrack_if_acyclic(SpanObject *self)
+{
+    PyObject *attributes = self->attributes;
+    if (attributes != NULL && PyDict_CheckExact(attributes) && !PyObject_GC_IsTracked(attributes) &&
+        IT_NONE(self->events) && self->name != NULL && PyUnicode_CheckExact(self->name) && PyObject_GC_IsTracked((PyObject *)self))
+        PyObject_GC_UnTrack(self);
+}
+
 /* The end of end(): stop being the current span, then queue. */
 static PyObject *
 span_finish(SpanObject *self)
@@ -332,6 +348,7 @@ span_finish(SpanObject *self)
         }
         Py_DECREF(token);
     }
+    span_untrack_if_acyclic(self);
     if (span_sink(self) < 0)
         return NULL;
     Py_RETURN_NONE;

@@ -191,3 +191,23 @@ def test_spans_are_garbage_collected_in_cycles():
     del holder, span
     gc.collect()
     assert ref() is None
+
+
+@needs_c
+def test_an_ended_span_that_cannot_be_in_a_cycle_leaves_the_collectors_lists():
+    import gc
+
+    plain = infratrace.start_span("plain", {"user.id": 1, "route": "/users/{id}", "ok": True})
+    assert gc.is_tracked(plain)
+    plain.end(code=200)
+    assert not gc.is_tracked(plain)  # queued spans are not traversed by every collection
+
+    holder: list[object] = []
+    nested = infratrace.start_span("nested", {"items": holder})  # a container: could lead back
+    nested.end()
+    assert gc.is_tracked(nested)
+
+    with_event = infratrace.start_span("event")
+    with_event.add_event("retry", {"attempt": 2})
+    with_event.end()
+    assert gc.is_tracked(with_event)
