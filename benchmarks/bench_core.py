@@ -25,22 +25,59 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from _baseline import otel_provider  # benchmarks/ is on sys.path when run as a script
+from _baseline import DiscardExporter, otel_provider  # benchmarks/ is on sys.path when run as a script
+from opentelemetry.sdk.trace import Tracer, TracerProvider
 
 CHUNK = 500
 ATTRS = {"user.id": 1001, "route": "/users/{id}", "weight": 2.5}
 
 
-def bench_bare(n: int) -> float:
+def bare_loop(n: int) -> None:
+    """The loop of the ``bare call`` scenario: a plain function, no span."""
+
     def work(name: str, attrs: dict[str, object]) -> None:
         pass
 
-    start = time.perf_counter()
     for _ in range(n // CHUNK):
         for _ in range(CHUNK):
             work("service:user.load", ATTRS)
+
+
+def bench_bare(n: int) -> float:
+    start = time.perf_counter()
+    bare_loop(n)
     return time.perf_counter() - start
+
+
+def infratrace_config(driver: str, directory: Path) -> str:
+    """The configuration of the ``infratrace discard`` / ``infratrace file json`` scenarios."""
+    if driver == "discard":
+        return '[trace]\ndriver = "discard"'
+    return f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{directory}/spans.jsonl"'
+
+
+def infratrace_loop(n: int) -> None:
+    """``n // CHUNK`` times: a parent span, ``CHUNK`` child spans with 3 attributes, a flush."""
+    import infratrace
+
+    begin = infratrace.begin
+    flush = infratrace.force_flush
+    for _ in range(n // CHUNK):
+        with begin("http:GET /users/{id}"):
+            for _ in range(CHUNK):
+                with begin("service:user.load", ATTRS):
+                    pass
+        flush()
+
+
+def check_infratrace(stats: dict[str, Any], n: int) -> None:
+    """Every connection wrote the ``n`` child spans and their parents (``n`` a multiple of CHUNK)."""
+    for name, conn in stats["connections"].items():
+        expected = n + n // CHUNK
+        if conn["written_count"] != expected:
+            raise SystemExit(f"infratrace {name}: wrote {conn['written_count']} of {expected} spans: {conn}")
 
 
 def make_infratrace(config: str) -> Callable[[int], float]:
@@ -48,39 +85,39 @@ def make_infratrace(config: str) -> Callable[[int], float]:
 
     def run(n: int) -> float:
         infratrace.configure(config)
-        begin = infratrace.begin
-        flush = infratrace.force_flush
         start = time.perf_counter()
-        for _ in range(n // CHUNK):
-            with begin("http:GET /users/{id}"):
-                for _ in range(CHUNK):
-                    with begin("service:user.load", ATTRS):
-                        pass
-            flush()
+        infratrace_loop(n)
         elapsed = time.perf_counter() - start
         stats = infratrace.stats()
         infratrace.shutdown()
-        for name, conn in stats["connections"].items():
-            expected = n + n // CHUNK
-            if conn["written_count"] != expected:
-                raise SystemExit(f"infratrace {name}: wrote {conn['written_count']} of {expected} spans: {conn}")
+        check_infratrace(stats, n)
         return elapsed
 
     return run
 
 
+def otel_sdk() -> tuple[TracerProvider, DiscardExporter]:
+    """The ``otel sdk`` scenario's provider: a queue of 4 chunks, flushed every chunk."""
+    return otel_provider(max_queue_size=4 * CHUNK)
+
+
+def otel_loop(provider: TracerProvider, tracer: Tracer, n: int) -> None:
+    """:func:`infratrace_loop` with the OpenTelemetry SDK's ``tracer``."""
+    start_span = tracer.start_as_current_span
+    for _ in range(n // CHUNK):
+        with start_span("http:GET /users/{id}"):
+            for _ in range(CHUNK):
+                with start_span("service:user.load", attributes=ATTRS):
+                    pass
+        provider.force_flush()
+
+
 def make_otel() -> Callable[[int], float]:
     def run(n: int) -> float:
-        provider, exporter = otel_provider(max_queue_size=4 * CHUNK)
+        provider, exporter = otel_sdk()
         tracer = provider.get_tracer("bench")
-        start_span = tracer.start_as_current_span
         start = time.perf_counter()
-        for _ in range(n // CHUNK):
-            with start_span("http:GET /users/{id}"):
-                for _ in range(CHUNK):
-                    with start_span("service:user.load", attributes=ATTRS):
-                        pass
-            provider.force_flush()
+        otel_loop(provider, tracer, n)
         elapsed = time.perf_counter() - start
         provider.shutdown()
         if exporter.count != n + n // CHUNK:
@@ -99,10 +136,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="infratrace-bench-"))
     scenarios: dict[str, Callable[[int], float]] = {
         "bare call": bench_bare,
-        "infratrace discard": make_infratrace('[trace]\ndriver = "discard"'),
-        "infratrace file json": make_infratrace(
-            f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{tmp}/spans.jsonl"'
-        ),
+        "infratrace discard": make_infratrace(infratrace_config("discard", tmp)),
+        "infratrace file json": make_infratrace(infratrace_config("file", tmp)),
         "otel sdk": make_otel(),
     }
     results: dict[str, list[float]] = {name: [] for name in scenarios}

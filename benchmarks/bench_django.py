@@ -34,7 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _baseline import otel_provider  # benchmarks/ is on sys.path when run as a script
+from _baseline import DiscardExporter, otel_provider  # benchmarks/ is on sys.path when run as a script
+from opentelemetry.sdk.trace import TracerProvider
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -173,26 +174,23 @@ def build(middleware: Sequence[str]) -> tuple[Any, Any]:
     return WSGIHandler(), ASGIHandler()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args(argv)
+# A scenario: its (WSGI, ASGI) handlers, its tracer's flush, what to call before its requests.
+DjangoScenario = tuple[tuple[Any, Any], Callable[[], Any], Callable[[], None]]
 
-    setup_django()
-    import django
+
+def build_scenarios(out: Path) -> tuple[dict[str, DjangoScenario], TracerProvider, DiscardExporter]:
+    """The three scenarios (after :func:`setup_django`): infratrace configured to write
+    JSON lines to ``out``, OpenTelemetry's provider and the exporter that counts its spans."""
     from infratrace_django._options import django_options
     from infratrace_django.signals import install_signal_tracing, uninstall_signal_tracing
 
     import infratrace
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-django-"))
-    out = tmp / "spans.jsonl"
     infratrace.configure(f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{out}"\n')
 
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-    provider, _ = otel_provider()
+    provider, exporter = otel_provider()
 
     uninstall_signal_tracing()
     bare = build([])
@@ -205,11 +203,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     def no_flush() -> None:
         pass
 
-    scenarios: dict[str, tuple[tuple[Any, Any], Callable[[], Any], Callable[[], None]]] = {
+    scenarios: dict[str, DjangoScenario] = {
         "bare": (bare, no_flush, uninstall_signal_tracing),
         "infratrace": (traced, infratrace.force_flush, lambda: install_signal_tracing(django_options())),
         "otel": (otel, provider.force_flush, uninstall_signal_tracing),
     }
+    return scenarios, provider, exporter
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    setup_django()
+    import django
+
+    import infratrace
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-django-"))
+    out = tmp / "spans.jsonl"
+    scenarios, provider, _ = build_scenarios(out)
     results: dict[tuple[str, str], list[Timing]] = {}
     n = args.requests
     for mode, runner in (("wsgi", run_wsgi), ("asgi", run_asgi)):
