@@ -195,10 +195,13 @@ def build_scenarios(out: Path) -> tuple[dict[str, DjangoScenario], TracerProvide
     uninstall_signal_tracing()
     bare = build([])
     traced = build(["infratrace_django.TraceMiddleware"])
-    DjangoInstrumentor().instrument(tracer_provider=provider)
     from django.conf import settings
 
-    otel = build(settings.MIDDLEWARE)  # the instrumentor inserted its middleware
+    # The instrumentor inserts its middleware into settings.MIDDLEWARE as it finds it:
+    # empty it first, or the otel scenario would run infratrace's middleware too.
+    settings.MIDDLEWARE = []
+    DjangoInstrumentor().instrument(tracer_provider=provider)
+    otel = build(settings.MIDDLEWARE)  # the instrumentor's middleware alone
 
     def no_flush() -> None:
         pass
