@@ -9,24 +9,29 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any
+
+from ._span import _speedups
 
 __all__ = ["SpanBudget", "span_budget"]
 
 _active: ContextVar[SpanBudget | None] = ContextVar("infratrace_span_budget", default=None)
 _dropped_total = itertools.count()  # next() is atomic under the GIL
-_dropped_seen = 0
 
 
-class SpanBudget:
+class PySpanBudget:
+    """The pure-Python budget: what :class:`SpanBudget` is without the C speedups
+    (with them it is their C type, which does the same; csrc/speedups/span.c)."""
+
     __slots__ = ("_token", "dropped", "limit", "used")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
         self.dropped = 0
-        self._token: Token[SpanBudget | None] | None = None
+        self._token: Token[Any] | None = None
 
-    def activate(self) -> SpanBudget:
+    def activate(self) -> PySpanBudget:
         """Make this the budget of the current context (until :meth:`deactivate`)."""
         self._token = _active.set(self)
         return self
@@ -51,6 +56,13 @@ class SpanBudget:
 
     def __repr__(self) -> str:
         return f"SpanBudget(limit={self.limit}, used={self.used}, dropped={self.dropped})"
+
+
+if TYPE_CHECKING or _speedups is None:
+    SpanBudget = PySpanBudget
+else:
+    SpanBudget = _speedups.SpanBudget
+    _speedups.install_budget(_active, _dropped_total)
 
 
 def active_budget() -> SpanBudget | None:

@@ -11,6 +11,9 @@ from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 from ._span import NonRecordingSpan, Span, SpanContext, current_span
+from ._span import _speedups as _speedups_module
+
+_speedups: Any = _speedups_module
 
 __all__ = ["extract", "format_traceparent", "inject", "parse_traceparent"]
 
@@ -23,6 +26,15 @@ MAX_TRACESTATE_MEMBERS = 32
 
 def parse_traceparent(value: str, tracestate: str = "") -> SpanContext | None:
     """Parse one ``traceparent`` value; ``None`` when it is not valid."""
+    if _speedups is not None:  # the same rules in C (csrc/speedups/span.c)
+        ids = _speedups.traceparent_ids(value)
+        if ids is not NotImplemented:
+            return None if ids is None else SpanContext(ids[0], ids[1], ids[2], _clean_tracestate(tracestate))
+    return parse_traceparent_py(value, tracestate)
+
+
+def parse_traceparent_py(value: str, tracestate: str = "") -> SpanContext | None:
+    """:func:`parse_traceparent` in pure Python (the reference for the C version)."""
     value = value.strip()
     match = _TRACEPARENT.fullmatch(value)
     if match is None:

@@ -534,6 +534,163 @@ PyTypeObject SpanBase_Type = {
     .tp_new = PyType_GenericNew,
 };
 
+/* -- SpanBudget: at most `limit` spans begun in one request (infratrace/_budget.py) -- */
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t limit;
+    Py_ssize_t used;
+    Py_ssize_t dropped;
+    PyObject *token; /* of activate(), or NULL */
+} BudgetObject;
+
+static PyTypeObject Budget_Type;
+static PyObject *g_dropped_counter; /* itertools.count: budget refusals in this process */
+
+static int
+budget_init(BudgetObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"limit", NULL};
+    Py_ssize_t limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "n:SpanBudget", keywords, &limit))
+        return -1;
+    self->limit = limit;
+    self->used = 0;
+    self->dropped = 0;
+    Py_CLEAR(self->token);
+    return 0;
+}
+
+static int
+budget_traverse(BudgetObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->token); /* a token holds its context, which holds this budget */
+    return 0;
+}
+
+static int
+budget_clear(BudgetObject *self)
+{
+    Py_CLEAR(self->token);
+    return 0;
+}
+
+static void
+budget_dealloc(BudgetObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    budget_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+count_refusal(BudgetObject *self)
+{
+    self->dropped++;
+    if (g_dropped_counter != NULL) {
+        PyObject *n = PyIter_Next(g_dropped_counter);
+        if (n == NULL)
+            return PyErr_Occurred() ? -1 : 0;
+        Py_DECREF(n);
+    }
+    return 0;
+}
+
+static PyObject *
+budget_take(BudgetObject *self, PyObject *unused)
+{
+    if (self->used >= self->limit) {
+        if (count_refusal(self) < 0)
+            return NULL;
+        Py_RETURN_FALSE;
+    }
+    self->used++;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+budget_activate(BudgetObject *self, PyObject *unused)
+{
+    if (g_budget == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "infratrace._speedups.install() was not called");
+        return NULL;
+    }
+    PyObject *token = PyContextVar_Set(g_budget, (PyObject *)self);
+    if (token == NULL)
+        return NULL;
+    Py_XSETREF(self->token, token);
+    Py_INCREF(self);
+    return (PyObject *)self;
+}
+
+static PyObject *
+budget_deactivate(BudgetObject *self, PyObject *unused)
+{
+    PyObject *token = self->token;
+    if (token == NULL)
+        Py_RETURN_NONE;
+    self->token = NULL;
+    int rc = PyContextVar_Reset(g_budget, token);
+    Py_DECREF(token);
+    if (rc == 0)
+        Py_RETURN_NONE;
+    if (!PyErr_ExceptionMatches(PyExc_ValueError))
+        return NULL;
+    /* Deactivated from another context: leave that context without this budget. */
+    PyErr_Clear();
+    PyObject *active;
+    if (PyContextVar_Get(g_budget, Py_None, &active) < 0)
+        return NULL;
+    int mine = active == (PyObject *)self;
+    Py_DECREF(active);
+    if (mine) {
+        PyObject *other = PyContextVar_Set(g_budget, Py_None);
+        if (other == NULL)
+            return NULL;
+        Py_DECREF(other);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+budget_repr(BudgetObject *self)
+{
+    return PyUnicode_FromFormat("SpanBudget(limit=%zd, used=%zd, dropped=%zd)", self->limit, self->used, self->dropped);
+}
+
+static PyMemberDef budget_members[] = {
+    {"limit", T_PYSSIZET, offsetof(BudgetObject, limit), 0, "the most spans to begin"},
+    {"used", T_PYSSIZET, offsetof(BudgetObject, used), 0, "spans begun so far"},
+    {"dropped", T_PYSSIZET, offsetof(BudgetObject, dropped), 0, "spans refused so far"},
+    {"_token", T_OBJECT, offsetof(BudgetObject, token), READONLY, NULL},
+    {NULL},
+};
+
+static PyMethodDef budget_methods[] = {
+    {"take", (PyCFunction)budget_take, METH_NOARGS,
+     "Count one span; False (and counted as dropped) when over the limit."},
+    {"activate", (PyCFunction)budget_activate, METH_NOARGS,
+     "Make this the budget of the current context (until deactivate()); returns it."},
+    {"deactivate", (PyCFunction)budget_deactivate, METH_NOARGS, "Undo activate()."},
+    {NULL},
+};
+
+static PyTypeObject Budget_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "infratrace.SpanBudget",
+    .tp_basicsize = sizeof(BudgetObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "SpanBudget(limit): at most `limit` spans begin in the context it is active in "
+              "(infratrace/_budget.py; this is its C version).",
+    .tp_traverse = (traverseproc)budget_traverse,
+    .tp_clear = (inquiry)budget_clear,
+    .tp_dealloc = (destructor)budget_dealloc,
+    .tp_repr = (reprfunc)budget_repr,
+    .tp_methods = budget_methods,
+    .tp_members = budget_members,
+    .tp_init = (initproc)budget_init,
+    .tp_new = PyType_GenericNew,
+};
+
 /* -- begin / start_span ------------------------------------------------------------ */
 static PyObject *
 slow_start(PyObject *name, PyObject *attrs, PyObject *kind, PyObject *parent)
@@ -579,7 +736,7 @@ resolve_kind(PyObject *kind, PyObject *attributes)
 /* The budget check of Tracer.start_span: 1 = take a span, 0 = over budget (the
  * Python code counts it), -1 = error. */
 static int
-budget_take(void)
+budget_check(void)
 {
     PyObject *budget;
     if (PyContextVar_Get(g_budget, Py_None, &budget) < 0)
@@ -587,6 +744,14 @@ budget_take(void)
     if (budget == Py_None) {
         Py_DECREF(budget);
         return 1;
+    }
+    if (Py_IS_TYPE(budget, &Budget_Type)) {
+        BudgetObject *b = (BudgetObject *)budget;
+        int ok = b->used < b->limit;
+        if (ok)
+            b->used++;
+        Py_DECREF(budget);
+        return ok;
     }
     int rc = -1;
     PyObject *used = PyObject_GetAttr(budget, s_used);
@@ -640,7 +805,7 @@ start_impl(PyObject *name, PyObject *attrs, PyObject *kind, PyObject *parent)
         Py_XDECREF(current);
         return fallback;
     }
-    int take = budget_take();
+    int take = budget_check();
     if (take != 1) {
         /* Over the request's span budget: Tracer.start_span counts the refusal. */
         if (take < 0)
@@ -785,6 +950,19 @@ install(PyObject *module, PyObject *args, PyObject *kwds)
 }
 
 static PyObject *
+install_budget(PyObject *module, PyObject *args)
+{
+    PyObject *var, *counter;
+    if (!PyArg_ParseTuple(args, "OO:install_budget", &var, &counter))
+        return NULL;
+    Py_INCREF(var);
+    Py_XSETREF(g_budget, var);
+    Py_INCREF(counter);
+    Py_XSETREF(g_dropped_counter, counter);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 set_sink(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *keywords[] = {"sink", "pipeline", NULL};
@@ -811,6 +989,75 @@ set_sink(PyObject *module, PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
+/* -- W3C traceparent ------------------------------------------------------------------- */
+static inline int
+hex_digit(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1; /* upper case is not valid in a traceparent */
+}
+
+/* n lowercase hex digits -> value; -1 when one is not. */
+static inline int
+parse_hex(const unsigned char *s, int n, uint64_t *out)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < n; i++) {
+        int d = hex_digit(s[i]);
+        if (d < 0)
+            return -1;
+        value = (value << 4) | (uint64_t)d;
+    }
+    *out = value;
+    return 0;
+}
+
+static inline int
+is_py_space(unsigned char c)
+{
+    /* str.isspace() on ASCII: \t \n \v \f \r, \x1c-\x1f and the space */
+    return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f);
+}
+
+/* The ids of a traceparent header value, with the rules of the Python
+ * parse_traceparent (infratrace/_propagation.py): (trace_id, span_id, flags), None
+ * when it is not valid, NotImplemented when it is not an ASCII str (the Python code
+ * decides those). */
+static PyObject *
+traceparent_ids(PyObject *module, PyObject *value)
+{
+    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(value))
+        Py_RETURN_NOTIMPLEMENTED;
+    const unsigned char *s = (const unsigned char *)PyUnicode_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    while (n > 0 && is_py_space(s[0])) {
+        s++;
+        n--;
+    }
+    while (n > 0 && is_py_space(s[n - 1]))
+        n--;
+    /* vv-<32 hex>-<16 hex>-ff[-anything but a newline] */
+    if (n < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-')
+        Py_RETURN_NONE;
+    uint64_t version, hi, lo, sid, flags;
+    if (parse_hex(s, 2, &version) < 0 || parse_hex(s + 3, 16, &hi) < 0 || parse_hex(s + 19, 16, &lo) < 0 ||
+        parse_hex(s + 36, 16, &sid) < 0 || parse_hex(s + 53, 2, &flags) < 0)
+        Py_RETURN_NONE;
+    if (n > 55) {
+        if (s[55] != '-' || version == 0 || memchr(s + 56, '\n', (size_t)(n - 56)) != NULL)
+            Py_RETURN_NONE;
+    }
+    if (version == 0xff || !(hi | lo) || !sid)
+        Py_RETURN_NONE;
+    PyObject *tid = u128_to_long(hi, lo);
+    if (tid == NULL)
+        return NULL;
+    return Py_BuildValue("(NKK)", tid, (unsigned long long)sid, (unsigned long long)flags);
+}
+
 static PyObject *
 monotonic_ns(PyObject *module, PyObject *unused)
 {
@@ -824,9 +1071,13 @@ static PyMethodDef span_module_methods[] = {
      "start_span(name, attrs=None, *, kind=None, parent=None): the built-in tracer's start_span()."},
     {"install", (PyCFunction)(void (*)(void))install, METH_VARARGS | METH_KEYWORDS,
      "Connect the C hot path to infratrace/_span.py (called once, at import)."},
+    {"install_budget", install_budget, METH_VARARGS,
+     "install_budget(var, counter): the ContextVar of the active budget and the refusal counter."},
     {"set_sink", (PyCFunction)(void (*)(void))set_sink, METH_VARARGS | METH_KEYWORDS,
      "set_sink(sink, pipeline=None): where ended spans go."},
     {"reseed", reseed, METH_NOARGS, "Reseed the id generator from os.urandom (after fork)."},
+    {"traceparent_ids", traceparent_ids, METH_O,
+     "traceparent_ids(value): (trace_id, span_id, flags), None if invalid, NotImplemented if not an ASCII str."},
     {"monotonic_ns", monotonic_ns, METH_NOARGS, "The clock spans are timed with (= time.perf_counter_ns())."},
     {NULL},
 };
@@ -874,8 +1125,13 @@ it_span_module_init(PyObject *module)
     if (seeded == NULL)
         return -1;
     Py_DECREF(seeded);
-    if (PyType_Ready(&SpanBase_Type) < 0)
+    if (PyType_Ready(&SpanBase_Type) < 0 || PyType_Ready(&Budget_Type) < 0)
         return -1;
+    Py_INCREF(&Budget_Type);
+    if (PyModule_AddObject(module, "SpanBudget", (PyObject *)&Budget_Type) < 0) {
+        Py_DECREF(&Budget_Type);
+        return -1;
+    }
     Py_INCREF(&SpanBase_Type);
     if (PyModule_AddObject(module, "SpanBase", (PyObject *)&SpanBase_Type) < 0) {
         Py_DECREF(&SpanBase_Type);

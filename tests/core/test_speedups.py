@@ -211,3 +211,76 @@ def test_an_ended_span_that_cannot_be_in_a_cycle_leaves_the_collectors_lists():
     with_event.add_event("retry", {"attempt": 2})
     with_event.end()
     assert gc.is_tracked(with_event)
+
+
+@needs_c
+def test_traceparent_parsing_in_c_matches_the_python_rules():
+    import random
+
+    from infratrace._propagation import parse_traceparent, parse_traceparent_py
+
+    rng = random.Random(7)
+    alphabet = "0123456789abcdefABCDEF-g \t\n\x0b\x1c\x1fé\x00z"
+    valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    seeds = [
+        valid,
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future-fields",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+        "02-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff-a\nb",
+        " \t" + valid + "\x1c\n",
+        valid + "\n",
+        "",
+        "-",
+        valid[:-1],
+        "é" + valid,
+    ]
+    cases = list(seeds)
+    for _ in range(20_000):
+        text = list(rng.choice(seeds) or valid)
+        for _ in range(rng.randint(0, 3)):
+            action = rng.random()
+            position = rng.randint(0, len(text))
+            if action < 0.5 and text:
+                text[min(position, len(text) - 1)] = rng.choice(alphabet)
+            elif action < 0.75:
+                text.insert(position, rng.choice(alphabet))
+            elif text:
+                del text[min(position, len(text) - 1)]
+        cases.append("".join(text))
+    accepted = 0
+    for value in cases:
+        for state in ("", "k=v"):
+            want = parse_traceparent_py(value, state)
+            assert parse_traceparent(value, state) == want, repr(value)
+            accepted += want is not None
+    assert accepted > 1000  # the mutations keep enough valid headers to compare ids
+
+
+@pytest.mark.parametrize("make", ["c", "python"])
+def test_both_span_budgets_count_and_deactivate_alike(make):
+    import contextvars
+
+    from infratrace import _budget
+
+    if make == "c" and _span._speedups is None:
+        pytest.skip("the C speedups are not in use")
+    cls = _budget.SpanBudget if make == "c" else _budget.PySpanBudget
+    before = _budget.dropped_total()
+    budget = cls(2).activate()
+    assert _budget.active_budget() is budget
+    assert [budget.take() for _ in range(4)] == [True, True, False, False]
+    assert (budget.used, budget.dropped, _budget.dropped_total() - before) == (2, 2, 2)
+    assert repr(budget) == "SpanBudget(limit=2, used=2, dropped=2)"
+    budget.deactivate()
+    budget.deactivate()  # twice: harmless
+    assert _budget.active_budget() is None
+
+    # Deactivated from a copy of the context: that context loses it, ours keeps it.
+    other = cls(5).activate()
+    contextvars.copy_context().run(lambda: (other.deactivate(), _budget.active_budget()))
+    assert _budget.active_budget() is other
+    _budget._active.set(None)
