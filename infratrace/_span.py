@@ -194,8 +194,9 @@ _speedups: Any = None if pure_python_requested() else import_speedups()
 
 
 class _SpanMethods(_Identity):
-    """Everything a recording span has except its hot path (creation, ``end`` and the
-    context-manager protocol), shared by the C and the pure-Python span."""
+    """A recording span's methods, shared by the C and the pure-Python span. The C
+    span's own ``end``, ``__enter__`` and ``__exit__`` come first in its MRO; the ones
+    here are the pure-Python span's (and the reference for the C code)."""
 
     if not TYPE_CHECKING:  # the attributes below are the subclasses' slots
         __slots__ = ()
@@ -207,17 +208,6 @@ class _SpanMethods(_Identity):
     _status: tuple[Status, int, str] | None
     _events: list[tuple[str, int, dict[str, Any]]] | None
     _token: Token[Span | NonRecordingSpan | None] | None
-
-    if TYPE_CHECKING:
-
-        def end(
-            self,
-            result: BaseException | str | None = None,
-            *,
-            status: str | None = None,
-            code: int | None = None,
-            message: str | None = None,
-        ) -> None: ...
 
     @property
     def is_recording(self) -> bool:
@@ -302,6 +292,44 @@ class _SpanMethods(_Identity):
         if set_status:
             self.set_status(STATUS_ERROR, f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
 
+    # -- the hot path: the C span has its own (csrc/speedups/span.c) ---------------------
+    def end(
+        self,
+        result: BaseException | str | None = None,
+        *,
+        status: str | None = None,
+        code: int | None = None,
+        message: str | None = None,
+    ) -> None:
+        """End the span. ``result``: nothing (keep the status, ``ok`` by default), an
+        exception (``error`` with its message) or a status string; ``status``/``code``/
+        ``message`` set the status explicitly. Ending twice does nothing."""
+        if self._t1:
+            return
+        self._t1 = _perf_ns()
+        if code is not None and result is None and status is None and message is None:
+            # end(code=200): the web adapters' common case, without set_status().
+            st = self._status
+            self._status = (STATUS_OK, code, "") if st is None else (st[0], code, st[2])
+        elif result is not None or status is not None or code is not None or message is not None:
+            self._apply_result(result, status, code, message)
+        if self._token is not None:
+            _leave(self, self._token)
+            self._token = None  # the token holds the parent: free it while we queue
+        _sink(self)  # type: ignore[arg-type]  # self is the pure-Python Span here
+
+    # -- context manager ----------------------------------------------------------
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end(exc)
+
     def _apply_result(
         self,
         result: BaseException | str | None,
@@ -380,43 +408,6 @@ class PySpan(_SpanMethods):
         self._token = None
         self._t1 = 0
         self._t0 = _perf_ns()
-
-    def end(
-        self,
-        result: BaseException | str | None = None,
-        *,
-        status: str | None = None,
-        code: int | None = None,
-        message: str | None = None,
-    ) -> None:
-        """End the span. ``result``: nothing (keep the status, ``ok`` by default), an
-        exception (``error`` with its message) or a status string; ``status``/``code``/
-        ``message`` set the status explicitly. Ending twice does nothing."""
-        if self._t1:
-            return
-        self._t1 = _perf_ns()
-        if code is not None and result is None and status is None and message is None:
-            # end(code=200): the web adapters' common case, without set_status().
-            st = self._status
-            self._status = (STATUS_OK, code, "") if st is None else (st[0], code, st[2])
-        elif result is not None or status is not None or code is not None or message is not None:
-            self._apply_result(result, status, code, message)
-        if self._token is not None:
-            _leave(self, self._token)
-            self._token = None  # the token holds the parent: free it while we queue
-        _sink(self)
-
-    # -- context manager ----------------------------------------------------------
-    def __enter__(self) -> Span:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.end(exc)
 
 
 if TYPE_CHECKING or _speedups is None:
@@ -517,7 +508,7 @@ class NonRecordingSpan(_Identity):
         return f"<NonRecordingSpan {self.name!r} trace={self.trace_id} span={self.span_id}>"
 
 
-def _leave(span: Span | NonRecordingSpan, token: Token[Span | NonRecordingSpan | None]) -> None:
+def _leave(span: _SpanMethods | NonRecordingSpan, token: Token[Span | NonRecordingSpan | None]) -> None:
     """Stop ``span`` being the current span."""
     try:
         _current.reset(token)

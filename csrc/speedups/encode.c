@@ -172,6 +172,24 @@ needs_escape8(uint64_t x)
     return (found & highs) != 0;
 }
 
+/* The JSON escape of an ASCII character c whose ESCAPE entry is e (a short escape
+ * letter, or 'u' for \u00XX); returns the new end of the output. */
+static inline char *
+put_escape(char *out, unsigned char c, char e)
+{
+    *out++ = '\\';
+    if (e == 'u') {
+        *out++ = 'u';
+        *out++ = '0';
+        *out++ = '0';
+        *out++ = HEX[c >> 4];
+        *out++ = HEX[c & 0xf];
+    }
+    else
+        *out++ = e;
+    return out;
+}
+
 /* The str s as a quoted JSON string, UTF-8. raw_only: the Python code writes s
  * between quotes without escaping it (kind, status), so a character that needs an
  * escape means the fallback. A lone surrogate (not UTF-8 encodable) means the
@@ -230,16 +248,7 @@ put_str(Writer *w, PyObject *s, int raw_only, int *nonascii)
             }
             if (raw_only)
                 return FALLBACK;
-            *out++ = '\\';
-            if (e == 'u') {
-                *out++ = 'u';
-                *out++ = '0';
-                *out++ = '0';
-                *out++ = HEX[c >> 4];
-                *out++ = HEX[c & 0xf];
-            }
-            else
-                *out++ = e;
+            out = put_escape(out, c, e);
         }
     }
     else {
@@ -255,16 +264,7 @@ put_str(Writer *w, PyObject *s, int raw_only, int *nonascii)
                 }
                 if (raw_only)
                     return FALLBACK;
-                *out++ = '\\';
-                if (e == 'u') {
-                    *out++ = 'u';
-                    *out++ = '0';
-                    *out++ = '0';
-                    *out++ = HEX[c >> 4];
-                    *out++ = HEX[c & 0xf];
-                }
-                else
-                    *out++ = e;
+                out = put_escape(out, (unsigned char)c, e);
             }
             else if (c < 0x800) {
                 *out++ = (char)(0xc0 | (c >> 6));
