@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from _baseline import DiscardExporter, otel_provider  # benchmarks/ is on sys.path when run as a script
-from opentelemetry.sdk.trace import Tracer, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
 
 CHUNK = 500
 ATTRS = {"user.id": 1001, "route": "/users/{id}", "weight": 2.5}
