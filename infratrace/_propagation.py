@@ -10,10 +10,7 @@ import re
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-from ._span import NonRecordingSpan, Span, SpanContext, current_span
-from ._span import _speedups as _speedups_module
-
-_speedups: Any = _speedups_module
+from ._span import NonRecordingSpan, Span, SpanContext, _speedups, current_span
 
 __all__ = ["extract", "format_traceparent", "inject", "parse_traceparent"]
 

@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 
 import infratrace
-from infratrace import SpanBudget
+from infratrace import SpanBudget, SpanContext
 from infratrace.web import (
     WebOptions,
     finish_http_span,
@@ -47,16 +47,7 @@ def parse_request(
             user_agent = value
         elif name == b"host":
             host = value
-    parent = None
-    if traceparent:
-        # What infratrace.extract() does, minus its case-insensitive header lookup:
-        # ASGI servers already lower-case header names.
-        try:
-            parent = infratrace.parse_traceparent(
-                traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else ""
-            )
-        except Exception:
-            parent = None
+    parent = remote_parent(traceparent, tracestate)
     server_address, server_port = _server(host, scope.get("server"))
     client = scope.get("client")
     http_version = scope.get("http_version")
@@ -75,6 +66,17 @@ def parse_request(
     if options.request_headers:
         attrs.update(options.header_attributes("request", decode_headers(headers)))
     return attrs, parent
+
+
+def remote_parent(traceparent: bytes | None, tracestate: bytes | None) -> SpanContext | None:
+    """The caller's span from the raw header values: what infratrace.extract() does,
+    minus its case-insensitive header lookup (ASGI servers lower-case header names)."""
+    if not traceparent:
+        return None
+    try:
+        return infratrace.parse_traceparent(traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else "")
+    except Exception:
+        return None
 
 
 def decode_headers(headers: Any) -> list[tuple[str, str]]:
@@ -190,15 +192,7 @@ class HttpCycle:
                     host = value
                 else:
                     tracestate = value
-        parent = None
-        if traceparent:
-            # What infratrace.extract() does, minus its case-insensitive header lookup.
-            try:
-                parent = infratrace.parse_traceparent(
-                    traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else ""
-                )
-            except Exception:
-                parent = None
+        parent = remote_parent(traceparent, tracestate) if traceparent else None
         client = scope.get("client")
         client_address = client[0] if client else None
         path = scope.get("path", "")

@@ -14,18 +14,35 @@ __all__ = ["AsyncTracedStream", "TracedStream"]
 Finish = Callable[[BaseException | None, bool], None]
 
 
-class TracedStream:
+class _Stream:
+    """What both wrappers share: the span to make current, and ``finish`` called once."""
+
+    __slots__ = ("_finish", "_span")
+
+    def __init__(self, span: Any, finish: Finish) -> None:
+        self._span = span
+        self._finish: Finish | None = finish
+
+    def close(self) -> None:
+        self._end(None, False)
+
+    def _end(self, exc: BaseException | None, complete: bool) -> None:
+        finish, self._finish = self._finish, None
+        if finish is not None:
+            finish(exc, complete)
+
+
+class TracedStream(_Stream):
     """Wraps a sync body iterator. Django registers our ``close`` with the response
     (``_set_streaming_content`` keeps any ``close`` of the new content), and every
     server closes the response, so the span also ends when the client goes away
     before the body was read — even if iteration never started."""
 
-    __slots__ = ("_finish", "_iterator", "_span")
+    __slots__ = ("_iterator",)
 
     def __init__(self, content: Iterable[Any], span: Any, finish: Finish) -> None:
+        super().__init__(span, finish)
         self._iterator = iter(content)
-        self._span = span
-        self._finish: Finish | None = finish
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -46,25 +63,16 @@ class TracedStream:
         finally:
             _current.reset(token)
 
-    def close(self) -> None:
-        self._end(None, False)
 
-    def _end(self, exc: BaseException | None, complete: bool) -> None:
-        finish, self._finish = self._finish, None
-        if finish is not None:
-            finish(exc, complete)
-
-
-class AsyncTracedStream:
+class AsyncTracedStream(_Stream):
     """Wraps an async body iterator (Django ≥ 4.2 streams those under ASGI). Has no
     ``__iter__``, so Django keeps treating the content as async."""
 
-    __slots__ = ("_finish", "_iterator", "_span")
+    __slots__ = ("_iterator",)
 
     def __init__(self, content: AsyncIterable[Any], span: Any, finish: Finish) -> None:
+        super().__init__(span, finish)
         self._iterator = aiter(content)
-        self._span = span
-        self._finish: Finish | None = finish
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self
@@ -81,11 +89,3 @@ class AsyncTracedStream:
             raise
         finally:
             _current.reset(token)
-
-    def close(self) -> None:
-        self._end(None, False)
-
-    def _end(self, exc: BaseException | None, complete: bool) -> None:
-        finish, self._finish = self._finish, None
-        if finish is not None:
-            finish(exc, complete)
