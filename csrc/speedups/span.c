@@ -793,36 +793,16 @@ start_impl(PyObject *name, PyObject *attrs, PyObject *kind, PyObject *parent)
         parent = current;
     }
     SpanObject *span = (SpanObject *)g_span_type->tp_alloc(g_span_type, 0);
-    if (span == NULL) {
-        Py_XDECREF(current);
-        return NULL;
-    }
-    if (span_set_parent(span, parent) < 0) {
-        /* Not a span: Tracer.start_span decides (it returns a NonRecordingSpan). */
-        PyErr_Clear();
-        Py_DECREF(span);
-        PyObject *fallback = slow_start(name, attrs, kind, parent);
-        Py_XDECREF(current);
-        return fallback;
-    }
-    int take = budget_check();
-    if (take != 1) {
-        /* Over the request's span budget: Tracer.start_span counts the refusal. */
-        if (take < 0)
-            PyErr_Clear();
-        Py_DECREF(span);
-        PyObject *fallback = slow_start(name, attrs, kind, parent);
-        Py_XDECREF(current);
-        return fallback;
-    }
-    Py_XDECREF(current);
-    PyObject *attributes = IT_NONE(attrs) ? PyDict_New() : PyDict_Copy(attrs);
-    if (attributes == NULL) {
-        Py_DECREF(span);
-        return NULL;
-    }
-    span->attributes = attributes;
-    PyObject *resolved = resolve_kind(kind, attributes);
+    if (span == NULL)
+        goto slow;
+    if (span_set_parent(span, parent) < 0) /* not a span: Tracer.start_span decides */
+        goto slow;
+    if (budget_check() != 1) /* over the request's budget: Tracer.start_span counts it */
+        goto slow;
+    span->attributes = IT_NONE(attrs) ? PyDict_New() : PyDict_Copy(attrs);
+    if (span->attributes == NULL)
+        goto slow;
+    PyObject *resolved = resolve_kind(kind, span->attributes);
     if (resolved == NULL)
         resolved = g_internal;
     Py_INCREF(resolved);
@@ -832,7 +812,23 @@ start_impl(PyObject *name, PyObject *attrs, PyObject *kind, PyObject *parent)
     uint64_t sid = next_id();
     span->sid = sid ? sid : 1;
     span->t0 = now_ns();
+    Py_XDECREF(current);
     return (PyObject *)span;
+
+slow:
+    /* The rare cases, and any failure here, are the Python code's to decide: it never
+     * raises into the application (a NonRecordingSpan at worst). */
+    Py_XDECREF(span);
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            Py_XDECREF(current);
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    PyObject *fallback = slow_start(name, attrs, kind, parent);
+    Py_XDECREF(current);
+    return fallback;
 }
 
 static int
