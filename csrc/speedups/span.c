@@ -195,8 +195,11 @@ span_dealloc(SpanObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
+    /* Spans begun and never ended chain through their tokens, as budgets do. */
+    Py_TRASHCAN_BEGIN(self, span_dealloc)
     span_clear(self);
     type->tp_free((PyObject *)self);
+    Py_TRASHCAN_END
     /* A heap subclass's reference to its type is released by subtype_dealloc. */
 }
 
@@ -578,8 +581,13 @@ static void
 budget_dealloc(BudgetObject *self)
 {
     PyObject_GC_UnTrack(self);
+    /* A budget holds its activate() token, which holds the budget it replaced: budgets
+       activated one after another and never deactivated form a chain. The trashcan
+       frees a long chain iteratively instead of overflowing the C stack. */
+    Py_TRASHCAN_BEGIN(self, budget_dealloc)
     budget_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
+    Py_TRASHCAN_END
 }
 
 static int
