@@ -21,17 +21,10 @@ _TRACESTATE_MEMBER = re.compile(
 MAX_TRACESTATE_MEMBERS = 32
 
 
-def parse_traceparent(value: str, tracestate: str = "") -> SpanContext | None:
-    """Parse one ``traceparent`` value; ``None`` when it is not valid."""
-    if _speedups is not None:  # the same rules in C (csrc/speedups/span.c)
-        ids = _speedups.traceparent_ids(value)
-        if ids is not NotImplemented:
-            return None if ids is None else SpanContext(ids[0], ids[1], ids[2], _clean_tracestate(tracestate))
-    return parse_traceparent_py(value, tracestate)
-
-
 def parse_traceparent_py(value: str, tracestate: str = "") -> SpanContext | None:
-    """:func:`parse_traceparent` in pure Python (the reference for the C version)."""
+    """Parse one ``traceparent`` value (and its ``tracestate``); ``None`` when it is not
+    valid. This is :func:`parse_traceparent` in pure Python, the reference for the C
+    version."""
     value = value.strip()
     match = _TRACEPARENT.fullmatch(value)
     if match is None:
@@ -61,6 +54,14 @@ def _clean_tracestate(value: str) -> str:
         if not _TRACESTATE_MEMBER.fullmatch(member):
             return ""
     return ",".join(members)
+
+
+# parse_traceparent(value, tracestate=""): the C parser (csrc/speedups/span.c: the
+# same rules, the SpanContext made without a Python call), or the pure-Python one.
+parse_traceparent: Callable[..., SpanContext | None] = parse_traceparent_py
+if _speedups is not None:
+    _speedups.install_context(SpanContext, _clean_tracestate, parse_traceparent_py)
+    parse_traceparent = _speedups.parse_traceparent
 
 
 def _lookup(carrier: Mapping[str, Any], name: str) -> str:

@@ -88,14 +88,40 @@ class _Identity:
         return SpanContext(self._tid, self._sid, self.flags, self.tracestate, False)
 
 
-class SpanContext(_Identity):
+class _ContextMethods(_Identity):
+    """:class:`SpanContext`'s methods, shared by its C and pure-Python forms."""
+
+    __slots__ = ()
+    _pid = 0  # a context is not a span of ours: it has no parent here
+    is_remote: bool
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.flags & 1)
+
+    def __repr__(self) -> str:
+        return f"SpanContext(trace_id={self.trace_id}, span_id={self.span_id}, flags={self.flags:02x})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ContextMethods) and (self._tid, self._sid, self.flags, self.tracestate) == (
+            other._tid,
+            other._sid,
+            other.flags,
+            other.tracestate,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._tid, self._sid))
+
+
+class PySpanContext(_ContextMethods):
     """The identity of a span that lives elsewhere (another process, a message header).
 
     Produced by :func:`infratrace.extract`; pass it as ``parent=`` to continue a trace.
+    (The pure-Python form: what :class:`SpanContext` is without the C speedups.)
     """
 
     __slots__ = ("_ctx", "_sid", "_tid", "is_remote")
-    _pid = 0  # a context is not a span of ours: it has no parent here
 
     def __init__(
         self,
@@ -111,26 +137,8 @@ class SpanContext(_Identity):
         self._ctx: tuple[int, str] | None = None if (flags == 1 and not tracestate) else (flags, tracestate)
         self.is_remote = is_remote
 
-    @property
-    def sampled(self) -> bool:
-        return bool(self.flags & 1)
 
-    def __repr__(self) -> str:
-        return f"SpanContext(trace_id={self.trace_id}, span_id={self.span_id}, flags={self.flags:02x})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SpanContext) and (self._tid, self._sid, self.flags, self.tracestate) == (
-            other._tid,
-            other._sid,
-            other.flags,
-            other.tracestate,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self._tid, self._sid))
-
-
-Parent = Union["Span", "NonRecordingSpan", SpanContext]
+Parent = Union["Span", "NonRecordingSpan", "SpanContext"]
 _S = TypeVar("_S", bound="_SpanMethods")
 
 _current: ContextVar[Span | NonRecordingSpan | None] = ContextVar("infratrace_current_span", default=None)
@@ -191,6 +199,21 @@ def import_speedups() -> Any:
 
 # The C hot path, unless it is not built or INFRATRACE_PURE_PYTHON is set at import.
 _speedups: Any = None if pure_python_requested() else import_speedups()
+
+
+if TYPE_CHECKING or _speedups is None:
+    SpanContext = PySpanContext
+else:
+
+    class SpanContext(_speedups.ContextBase, _ContextMethods):
+        """The identity of a span that lives elsewhere (another process, a message header).
+
+        Produced by :func:`infratrace.extract`; pass it as ``parent=`` to continue a trace.
+        Its ids are held in C (csrc/speedups/span.c), so a span begun under it copies
+        them without converting Python ints.
+        """
+
+        __slots__ = ()
 
 
 class _SpanMethods(_Identity):

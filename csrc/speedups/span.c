@@ -203,6 +203,18 @@ span_dealloc(SpanObject *self)
     /* A heap subclass's reference to its type is released by subtype_dealloc. */
 }
 
+typedef struct {
+    PyObject_HEAD
+    PyObject *ctx;       /* NULL/None (flags 01, no tracestate) or (flags, tracestate) */
+    PyObject *is_remote; /* a bool */
+    uint64_t tid_hi;
+    uint64_t tid_lo;
+    uint64_t sid;
+} ContextObject;
+
+static PyTypeObject ContextBase_Type;
+#define ContextBase_Check(o) PyObject_TypeCheck((o), &ContextBase_Type)
+
 /* Fill a fresh span's identity from its parent (None: a new trace). 0 or -1. */
 static int
 span_set_parent(SpanObject *span, PyObject *parent)
@@ -226,7 +238,19 @@ span_set_parent(SpanObject *span, PyObject *parent)
         }
         return 0;
     }
-    /* SpanContext, NonRecordingSpan or a replacement hook's span: its attributes. */
+    if (ContextBase_Check(parent)) {
+        ContextObject *c = (ContextObject *)parent;
+        span->tid_hi = c->tid_hi;
+        span->tid_lo = c->tid_lo;
+        span->pid = c->sid;
+        if (!IT_NONE(c->ctx)) {
+            Py_INCREF(c->ctx);
+            span->ctx = c->ctx;
+        }
+        return 0;
+    }
+    /* NonRecordingSpan, a SpanContext made without the C base or a replacement
+     * hook's span: its attributes. */
     PyObject *tid = PyObject_GetAttr(parent, s_tid);
     if (tid == NULL)
         return -1;
@@ -1030,13 +1054,142 @@ is_py_space(unsigned char c)
  * parse_traceparent (infratrace/_propagation.py): (trace_id, span_id, flags), None
  * when it is not valid, NotImplemented when it is not an ASCII str (the Python code
  * decides those). */
+/* -- ContextBase: the C core of infratrace.SpanContext (a remote span's identity) -- */
+static PyTypeObject *g_context_type;   /* infratrace.SpanContext (a subclass of ContextBase) */
+static PyObject *g_clean_tracestate;   /* _propagation._clean_tracestate */
+static PyObject *g_parse_py;           /* _propagation.parse_traceparent_py */
+static PyObject *g_one;                /* 1 */
+
+/* (flags, tracestate), or None for the common case (sampled, no state). New reference. */
 static PyObject *
-traceparent_ids(PyObject *module, PyObject *value)
+context_ctx(uint64_t flags, PyObject *tracestate)
 {
-    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(value))
-        Py_RETURN_NOTIMPLEMENTED;
-    const unsigned char *s = (const unsigned char *)PyUnicode_DATA(value);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(value);
+    if (flags == 1 && PyUnicode_Check(tracestate) && PyUnicode_GET_LENGTH(tracestate) == 0)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(KO)", (unsigned long long)flags, tracestate);
+}
+
+static int
+context_init(ContextObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *keywords[] = {"trace_id", "span_id", "flags", "tracestate", "is_remote", NULL};
+    PyObject *trace_id, *span_id, *flags = NULL, *tracestate = NULL, *is_remote = Py_True;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|OOO:SpanContext", keywords, &trace_id, &span_id, &flags,
+                                     &tracestate, &is_remote))
+        return -1;
+    if (long_to_u128(trace_id, &self->tid_hi, &self->tid_lo) < 0 || long_to_u64(span_id, &self->sid) < 0)
+        return -1;
+    if (flags == NULL)
+        flags = g_one;
+    if (tracestate == NULL)
+        tracestate = g_empty;
+    /* as SpanContext.__init__: None if (flags == 1 and not tracestate) */
+    int is_one = PyObject_RichCompareBool(flags, g_one, Py_EQ);
+    int has_state = is_one == 1 ? PyObject_IsTrue(tracestate) : 1;
+    if (is_one < 0 || has_state < 0)
+        return -1;
+    PyObject *ctx;
+    if (is_one && !has_state) {
+        ctx = Py_None;
+        Py_INCREF(ctx);
+    }
+    else if ((ctx = PyTuple_Pack(2, flags, tracestate)) == NULL)
+        return -1;
+    Py_XSETREF(self->ctx, ctx);
+    Py_INCREF(is_remote);
+    Py_XSETREF(self->is_remote, is_remote);
+    return 0;
+}
+
+static void
+context_dealloc(ContextObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    Py_CLEAR(self->ctx);
+    Py_CLEAR(self->is_remote);
+    type->tp_free((PyObject *)self);
+}
+
+static PyObject *
+context_get_tid(ContextObject *self, void *closure)
+{
+    return u128_to_long(self->tid_hi, self->tid_lo);
+}
+
+static int
+context_set_tid(ContextObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _tid");
+        return -1;
+    }
+    return long_to_u128(value, &self->tid_hi, &self->tid_lo);
+}
+
+static PyObject *
+context_get_sid(ContextObject *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(self->sid);
+}
+
+static int
+context_set_sid(ContextObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _sid");
+        return -1;
+    }
+    return long_to_u64(value, &self->sid);
+}
+
+static PyGetSetDef context_getset[] = {
+    {"_tid", (getter)context_get_tid, (setter)context_set_tid, "the trace id (128-bit int)", NULL},
+    {"_sid", (getter)context_get_sid, (setter)context_set_sid, "the span id (64-bit int)", NULL},
+    {NULL},
+};
+
+static PyMemberDef context_members[] = {
+    {"_ctx", T_OBJECT, offsetof(ContextObject, ctx), 0, NULL},
+    {"is_remote", T_OBJECT, offsetof(ContextObject, is_remote), 0, "whether it came from another process"},
+    {NULL},
+};
+
+static PyTypeObject ContextBase_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "infratrace._speedups.ContextBase",
+    .tp_basicsize = sizeof(ContextObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "The C core of infratrace.SpanContext: ids held as machine integers.",
+    .tp_dealloc = (destructor)context_dealloc,
+    .tp_members = context_members,
+    .tp_getset = context_getset,
+    .tp_init = (initproc)context_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyObject *
+install_context(PyObject *module, PyObject *args)
+{
+    PyObject *type, *clean, *parse_py;
+    if (!PyArg_ParseTuple(args, "O!OO:install_context", &PyType_Type, &type, &clean, &parse_py))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)type, &ContextBase_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the context type must be a subclass of ContextBase");
+        return NULL;
+    }
+    Py_INCREF(type);
+    Py_XSETREF(g_context_type, (PyTypeObject *)type);
+    Py_INCREF(clean);
+    Py_XSETREF(g_clean_tracestate, clean);
+    Py_INCREF(parse_py);
+    Py_XSETREF(g_parse_py, parse_py);
+    Py_RETURN_NONE;
+}
+
+/* The ids of a valid traceparent (0), or 1 when it is not valid. */
+static int
+traceparent_fields(const unsigned char *s, Py_ssize_t n, uint64_t *hi, uint64_t *lo, uint64_t *sid, uint64_t *flags)
+{
     while (n > 0 && is_py_space(s[0])) {
         s++;
         n--;
@@ -1045,21 +1198,64 @@ traceparent_ids(PyObject *module, PyObject *value)
         n--;
     /* vv-<32 hex>-<16 hex>-ff[-anything but a newline] */
     if (n < 55 || s[2] != '-' || s[35] != '-' || s[52] != '-')
-        Py_RETURN_NONE;
-    uint64_t version, hi, lo, sid, flags;
-    if (parse_hex(s, 2, &version) < 0 || parse_hex(s + 3, 16, &hi) < 0 || parse_hex(s + 19, 16, &lo) < 0 ||
-        parse_hex(s + 36, 16, &sid) < 0 || parse_hex(s + 53, 2, &flags) < 0)
-        Py_RETURN_NONE;
+        return 1;
+    uint64_t version;
+    if (parse_hex(s, 2, &version) < 0 || parse_hex(s + 3, 16, hi) < 0 || parse_hex(s + 19, 16, lo) < 0 ||
+        parse_hex(s + 36, 16, sid) < 0 || parse_hex(s + 53, 2, flags) < 0)
+        return 1;
     if (n > 55) {
         if (s[55] != '-' || version == 0 || memchr(s + 56, '\n', (size_t)(n - 56)) != NULL)
-            Py_RETURN_NONE;
+            return 1;
     }
-    if (version == 0xff || !(hi | lo) || !sid)
-        Py_RETURN_NONE;
-    PyObject *tid = u128_to_long(hi, lo);
-    if (tid == NULL)
+    if (version == 0xff || !(*hi | *lo) || !*sid)
+        return 1;
+    return 0;
+}
+
+/* parse_traceparent(value, tracestate=""): infratrace.parse_traceparent, with the
+ * SpanContext made here (no Python call on the common path). */
+static PyObject *
+parse_traceparent(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "parse_traceparent(value, tracestate='')");
         return NULL;
-    return Py_BuildValue("(NKK)", tid, (unsigned long long)sid, (unsigned long long)flags);
+    }
+    PyObject *value = args[0];
+    PyObject *tracestate = nargs > 1 ? args[1] : g_empty;
+    if (g_context_type == NULL || g_parse_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "infratrace._speedups.install_context() was not called");
+        return NULL;
+    }
+    if (!PyUnicode_CheckExact(value) || !PyUnicode_IS_ASCII(value) || !PyUnicode_CheckExact(tracestate))
+        return PyObject_Vectorcall(g_parse_py, args, (size_t)nargs, NULL);
+    uint64_t hi, lo, sid, flags;
+    if (traceparent_fields((const unsigned char *)PyUnicode_DATA(value), PyUnicode_GET_LENGTH(value), &hi, &lo, &sid,
+                           &flags))
+        Py_RETURN_NONE;
+    PyObject *state;
+    if (PyUnicode_GET_LENGTH(tracestate) == 0) {
+        Py_INCREF(tracestate);
+        state = tracestate;
+    }
+    else if ((state = PyObject_CallOneArg(g_clean_tracestate, tracestate)) == NULL)
+        return NULL;
+    PyObject *ctx = context_ctx(flags & 0xFF, state);
+    Py_DECREF(state);
+    if (ctx == NULL)
+        return NULL;
+    ContextObject *context = (ContextObject *)g_context_type->tp_alloc(g_context_type, 0);
+    if (context == NULL) {
+        Py_DECREF(ctx);
+        return NULL;
+    }
+    context->tid_hi = hi;
+    context->tid_lo = lo;
+    context->sid = sid;
+    context->ctx = ctx;
+    Py_INCREF(Py_True);
+    context->is_remote = Py_True;
+    return (PyObject *)context;
 }
 
 static PyObject *
@@ -1080,8 +1276,10 @@ static PyMethodDef span_module_methods[] = {
     {"set_sink", (PyCFunction)(void (*)(void))set_sink, METH_VARARGS | METH_KEYWORDS,
      "set_sink(sink, pipeline=None): where ended spans go."},
     {"reseed", reseed, METH_NOARGS, "Reseed the id generator from os.urandom (after fork)."},
-    {"traceparent_ids", traceparent_ids, METH_O,
-     "traceparent_ids(value): (trace_id, span_id, flags), None if invalid, NotImplemented if not an ASCII str."},
+    {"parse_traceparent", (PyCFunction)(void (*)(void))parse_traceparent, METH_FASTCALL,
+     "parse_traceparent(value, tracestate=''): a SpanContext, or None if the value is not valid."},
+    {"install_context", install_context, METH_VARARGS,
+     "install_context(span_context_type, clean_tracestate, parse_traceparent_py): connect parse_traceparent."},
     {"monotonic_ns", monotonic_ns, METH_NOARGS, "The clock spans are timed with (= time.perf_counter_ns())."},
     {NULL},
 };
@@ -1096,6 +1294,8 @@ int
 it_span_module_init(PyObject *module)
 {
     INTERN(s_used, "used");
+    if ((g_one = PyLong_FromLong(1)) == NULL)
+        return -1;
     INTERN(s_limit, "limit");
     INTERN(s_tid, "_tid");
     INTERN(s_sid, "_sid");
@@ -1129,8 +1329,13 @@ it_span_module_init(PyObject *module)
     if (seeded == NULL)
         return -1;
     Py_DECREF(seeded);
-    if (PyType_Ready(&SpanBase_Type) < 0 || PyType_Ready(&Budget_Type) < 0)
+    if (PyType_Ready(&SpanBase_Type) < 0 || PyType_Ready(&Budget_Type) < 0 || PyType_Ready(&ContextBase_Type) < 0)
         return -1;
+    Py_INCREF(&ContextBase_Type);
+    if (PyModule_AddObject(module, "ContextBase", (PyObject *)&ContextBase_Type) < 0) {
+        Py_DECREF(&ContextBase_Type);
+        return -1;
+    }
     Py_INCREF(&Budget_Type);
     if (PyModule_AddObject(module, "SpanBudget", (PyObject *)&Budget_Type) < 0) {
         Py_DECREF(&Budget_Type);
