@@ -1258,6 +1258,77 @@ parse_traceparent(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return (PyObject *)context;
 }
 
+/* -- finish_http_span: infratrace.web's, for the common case ------------------- */
+static PyObject *g_finish_http_py; /* infratrace.web.finish_http_span_py: every other case */
+static PyObject *s_status_code;    /* "http.response.status_code" */
+static PyObject *s_spans_dropped;  /* "infratrace.spans_dropped" */
+static PyObject *g_zero;           /* 0 */
+
+static PyObject *
+install_web(PyObject *module, PyObject *finish_py)
+{
+    Py_INCREF(finish_py);
+    Py_XSETREF(g_finish_http_py, finish_py);
+    Py_RETURN_NONE;
+}
+
+/* finish_http_span(span, status_code, exc=None, budget=None): a running Span of the
+ * built-in type that ends without an exception and below 500 is finished here (the
+ * budget deactivated and its drops recorded, the status code recorded, end(code=...));
+ * everything else goes to the Python function, which has the same rules. */
+static PyObject *
+finish_http_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (g_finish_http_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "infratrace._speedups.install_web() was not called");
+        return NULL;
+    }
+    if (kwnames != NULL || nargs < 2 || nargs > 4 || g_span_type == NULL)
+        goto slow;
+    PyObject *span = args[0], *status = args[1];
+    PyObject *exc = nargs > 2 ? args[2] : NULL, *budget = nargs > 3 ? args[3] : NULL;
+    if (Py_TYPE(span) != g_span_type || !IT_NONE(exc) || ((SpanObject *)span)->t1 != 0 ||
+        !PyDict_CheckExact(((SpanObject *)span)->attributes))
+        goto slow;
+    if (!IT_NONE(status)) {
+        if (!PyLong_CheckExact(status))
+            goto slow;
+        long code = PyLong_AsLong(status);
+        if (code == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto slow;
+        }
+        if (code >= 500)
+            goto slow;
+    }
+    if (!IT_NONE(budget) && Py_TYPE(budget) != &Budget_Type)
+        goto slow;
+    SpanObject *sp = (SpanObject *)span;
+    if (!IT_NONE(budget)) {
+        PyObject *res = budget_deactivate((BudgetObject *)budget, NULL);
+        if (res == NULL)
+            PyErr_Clear();
+        Py_XDECREF(res);
+        Py_ssize_t dropped = ((BudgetObject *)budget)->dropped;
+        if (dropped) {
+            PyObject *n = PyLong_FromSsize_t(dropped);
+            if (n == NULL || PyDict_SetItem(sp->attributes, s_spans_dropped, n) < 0)
+                PyErr_Clear();
+            Py_XDECREF(n);
+        }
+    }
+    if (!IT_NONE(status) && PyDict_SetItem(sp->attributes, s_status_code, status) < 0)
+        PyErr_Clear();
+    PyObject *code = IT_NONE(status) ? g_zero : status;
+    PyObject *res = span_end_with(sp, NULL, NULL, code, NULL);
+    if (res == NULL)
+        PyErr_Clear(); /* never the application's problem */
+    Py_XDECREF(res);
+    Py_RETURN_NONE;
+slow:
+    return PyObject_Vectorcall(g_finish_http_py, args, (size_t)nargs, kwnames);
+}
+
 static PyObject *
 monotonic_ns(PyObject *module, PyObject *unused)
 {
@@ -1280,6 +1351,9 @@ static PyMethodDef span_module_methods[] = {
      "parse_traceparent(value, tracestate=''): a SpanContext, or None if the value is not valid."},
     {"install_context", install_context, METH_VARARGS,
      "install_context(span_context_type, clean_tracestate, parse_traceparent_py): connect parse_traceparent."},
+    {"finish_http_span", (PyCFunction)(void (*)(void))finish_http_span, METH_FASTCALL | METH_KEYWORDS,
+     "finish_http_span(span, status_code, exc=None, budget=None): infratrace.web.finish_http_span."},
+    {"install_web", install_web, METH_O, "install_web(finish_http_span_py): the fallback of finish_http_span."},
     {"monotonic_ns", monotonic_ns, METH_NOARGS, "The clock spans are timed with (= time.perf_counter_ns())."},
     {NULL},
 };
@@ -1294,8 +1368,10 @@ int
 it_span_module_init(PyObject *module)
 {
     INTERN(s_used, "used");
-    if ((g_one = PyLong_FromLong(1)) == NULL)
+    if ((g_one = PyLong_FromLong(1)) == NULL || (g_zero = PyLong_FromLong(0)) == NULL)
         return -1;
+    INTERN(s_status_code, "http.response.status_code");
+    INTERN(s_spans_dropped, "infratrace.spans_dropped");
     INTERN(s_limit, "limit");
     INTERN(s_tid, "_tid");
     INTERN(s_sid, "_sid");

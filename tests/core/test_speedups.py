@@ -303,3 +303,29 @@ def test_long_chains_of_unended_spans_and_active_budgets_free_without_a_crash():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (result.returncode, result.stdout.strip()) == (0, "freed"), result.stderr[-2000:]
+
+
+@needs_c
+@pytest.mark.parametrize("status", [None, 0, 200, 302, 404, 499, 500, 503, 2**70, "200"])
+@pytest.mark.parametrize("exc", [None, ValueError("boom")])
+@pytest.mark.parametrize("budget_drops", [None, 0, 3])
+@pytest.mark.parametrize("already_ended", [False, True])
+def test_finish_http_span_in_c_matches_the_python_rules(status, exc, budget_drops, already_ended):
+    from infratrace import SpanBudget, web
+    from infratrace._budget import active_budget
+
+    assert web.finish_http_span is _span._speedups.finish_http_span
+    outcomes = []
+    for finish in (web.finish_http_span, web.finish_http_span_py):
+        span = infratrace.start_span("http:GET", {"url.path": "/"}, kind="server")
+        if already_ended:
+            span.end()
+        budget = None
+        if budget_drops is not None:
+            budget = SpanBudget(1).activate()
+            for _ in range(budget_drops + 1):
+                budget.take()
+        finish(span, status, exc, budget)
+        outcomes.append((dict(span.attributes), span._status, span.ended, active_budget()))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][2] is True and outcomes[0][3] is None

@@ -120,9 +120,10 @@ class RequestTrace:
         if exc is not None and status is None:
             status = 500  # what the server answers when the exception reaches it
         span = self.span
-        if self.budget is not None:
-            # Not deactivated: it lives in the request's own context, dropped after it.
-            report_budget(span, self.budget)
+        budget = self.budget
+        # Not deactivated: it lives in the request's own context, dropped after it.
+        if budget is not None and budget.dropped:
+            report_budget(span, budget)
         finish_http_span(span, status, exc)
 
 
@@ -161,29 +162,7 @@ class TraceMiddleware:
     def _traced_call(
         self, context: Context, options: WebOptions, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        trace = self._begin(options, environ, start_response)
-        if trace is None:
-            return self.wsgi_app(environ, start_response)
-        try:
-            body = self.wsgi_app(
-                environ, trace.start_response if options.response_headers or options.response_traceparent else trace.status_only
-            )
-        except BaseException as exc:
-            trace.finish(exc)
-            raise
-        if trace.streamed is False:
-            # The body is already in memory: the request is complete now. (Also
-            # the only way to end it under test clients that never close bodies.)
-            trace.finish()
-            return body
-        file_wrapper = environ.get("wsgi.file_wrapper")
-        if file_wrapper is not None and isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
-            # Keep the server's sendfile() path: wrapping would hide the file.
-            trace.finish()
-            return body
-        return TracedBody(body, trace, context)
-
-    def _begin(self, options: WebOptions, environ: WSGIEnvironment, start_response: StartResponse) -> RequestTrace | None:
+        # The request's http: span (one function: every Python call here is per request).
         try:
             get = environ.get
             method = get("REQUEST_METHOD", "GET")
@@ -223,11 +202,29 @@ class TraceMiddleware:
             span = infratrace.begin(name, attrs, kind="server", parent=parent)
             if options.request_headers:
                 span.set_attributes(options.header_attributes("request", _request_headers(environ, options)))
-            trace = RequestTrace(span, options.new_budget(), options, method, start_response)
+            limit = options.span_budget
+            trace = RequestTrace(span, SpanBudget(limit).activate() if limit > 0 else None, options, method, start_response)
             _request.set(trace)
-            return trace
         except Exception:
-            return None
+            return self.wsgi_app(environ, start_response)
+        try:
+            body = self.wsgi_app(
+                environ, trace.start_response if options.response_headers or options.response_traceparent else trace.status_only
+            )
+        except BaseException as exc:
+            trace.finish(exc)
+            raise
+        if trace.streamed is False:
+            # The body is already in memory: the request is complete now. (Also
+            # the only way to end it under test clients that never close bodies.)
+            trace.finish()
+            return body
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if file_wrapper is not None and isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+            # Keep the server's sendfile() path: wrapping would hide the file.
+            trace.finish()
+            return body
+        return TracedBody(body, trace, context)
 
     def _template(self, key: tuple[str, str, str, str, str], options: WebOptions) -> tuple[str, dict[str, Any]]:
         """The span name and the attributes that depend on the request line and the
