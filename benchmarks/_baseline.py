@@ -7,6 +7,7 @@ the processor drop spans (dropping would make the baseline look cheaper than it 
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -54,3 +55,16 @@ class Scenario:
         self.flush()
         self.samples.append((time.perf_counter() - start) / n * 1e6)
         self.cpu_samples.append((time.process_time() - cpu_start) / n * 1e6)
+
+
+def paired_ratio(bare: Sequence[float], otel: Sequence[float], traced: Sequence[float]) -> str:
+    """The target's ratio computed round by round — ``(traced − bare) / (otel − bare)``
+    from the three scenarios measured back to back in the same round — then the median
+    over rounds, with the quartiles. A change in the machine's speed between rounds
+    (frequent on a shared VM) shifts all three of a round alike and cancels out here,
+    where the ratio of medians mixes rounds measured at different speeds."""
+    ratios = [(t - b) / (o - b) for b, o, t in zip(bare, otel, traced, strict=True) if o > b]
+    if len(ratios) < 2:
+        return "n/a (fewer than 2 rounds)"
+    low, _, high = statistics.quantiles(ratios, n=4)
+    return f"{statistics.median(ratios):.3f} (quartiles {low:.3f}–{high:.3f}, {len(ratios)} rounds)"

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _baseline import Scenario, otel_provider  # benchmarks/ is on sys.path when run as a script
+from _baseline import Scenario, otel_provider, paired_ratio  # benchmarks/ is on sys.path when run as a script
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -157,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cells.append(f"{added:.1f}" if index else "")
                 cells.append(f"{added / otel_added:.3f}" if index else "")
             print("| " + " | ".join(cells) + " |")
+        bare_s, otel_s, traced_s = scenarios
+        print(
+            "\npaired per-round ratio, infratrace added / OTel added: "
+            f"cpu {paired_ratio(bare_s.cpu_samples, otel_s.cpu_samples, traced_s.cpu_samples)}; "
+            f"wall {paired_ratio(bare_s.samples, otel_s.samples, traced_s.samples)}"
+        )
         stats = infratrace.stats()
         print(
             f"\ninfratrace: {stats['written_count']} spans written, {stats['dropped_count']} dropped, "

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _baseline import DiscardExporter, otel_provider  # benchmarks/ is on sys.path when run as a script
+from _baseline import DiscardExporter, otel_provider, paired_ratio  # benchmarks/ is on sys.path when run as a script
 from opentelemetry.sdk.trace import TracerProvider
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,6 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             added = process - process_base
             ratio = f"{added / otel_added:.3f}" if name != "bare" and otel_added > 0 else ""
             print(f"| {mode} | {name} | {thread:.1f} | {thread - thread_base:+.1f} | {process:.1f} | {added:+.1f} | {ratio} |")
+    print()
+    for mode in ("wsgi", "asgi"):
+        bare_t, otel_t, traced_t = (results[(mode, name)] for name in ("bare", "otel", "infratrace"))
+        print(
+            f"{mode}: paired per-round ratio, infratrace added / OTel added: "
+            f"all-threads cpu {paired_ratio(*([t[2] for t in x] for x in (bare_t, otel_t, traced_t)))}; "
+            f"wall {paired_ratio(*([t[0] for t in x] for x in (bare_t, otel_t, traced_t)))}"
+        )
     infratrace.shutdown()
     provider.shutdown()
     os.environ.pop("DJANGO_SETTINGS_MODULE", None)

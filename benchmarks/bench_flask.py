@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _baseline import Scenario, otel_provider  # benchmarks/ is on sys.path when run as a script
+from _baseline import Scenario, otel_provider, paired_ratio  # benchmarks/ is on sys.path when run as a script
 from flask import Flask
 from werkzeug.test import EnvironBuilder
 
@@ -123,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for scenario in scenarios:  # warm up: first-request setup, view wrapping, caches
             scenario.run(drive, 200)
             scenario.samples.clear()
+            scenario.cpu_samples.clear()
         for _ in range(args.rounds):
             for scenario in scenarios:
                 scenario.run(drive, args.requests)
@@ -142,6 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cells[3] = f"{added_wall:.1f} / {added_cpu:.1f}"
                 cells[4] = f"{added_wall / (wall[1] - wall[0]):.3f} / {added_cpu / (cpu[1] - cpu[0]):.3f}"
             print("| " + " | ".join(cells) + " |")
+        bare_s, otel_s, traced_s = scenarios
+        print(
+            "\npaired per-round ratio, infratrace added / OTel added: "
+            f"cpu {paired_ratio(bare_s.cpu_samples, otel_s.cpu_samples, traced_s.cpu_samples)}; "
+            f"wall {paired_ratio(bare_s.samples, otel_s.samples, traced_s.samples)}"
+        )
         stats = infratrace.stats()
         print(
             f"\ninfratrace: {stats['written_count']} spans written, {stats['dropped_count']} dropped, "

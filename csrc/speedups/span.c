@@ -514,7 +514,14 @@ span_get_span_id(SpanObject *self, void *closure)
     return PyUnicode_FromStringAndSize(text, 16);
 }
 
+static PyObject *
+span_get_ended(SpanObject *self, void *closure)
+{
+    return PyBool_FromLong(self->t1 != 0);
+}
+
 static PyGetSetDef span_getset[] = {
+    {"ended", (getter)span_get_ended, NULL, "whether end() was called", NULL},
     {"_tid", (getter)span_get_tid, (setter)span_set_tid, "the trace id (128-bit int)", NULL},
     {"_sid", (getter)span_get_sid, (setter)span_set_sid, "the span id (64-bit int)", NULL},
     {"_pid", (getter)span_get_sid, (setter)span_set_sid, "the parent span id (0: none)", (void *)1},

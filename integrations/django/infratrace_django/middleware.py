@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 import infratrace
-from infratrace import parse_traceparent
+from infratrace import SpanBudget, parse_traceparent
 from infratrace._span import _current
 from infratrace.web import finish_http_span, http_span_name, request_attributes, set_route
 
@@ -78,6 +78,7 @@ class TraceMiddleware:
         self._response_work = bool(web.response_headers or web.response_traceparent)
         self._request_hook = web.request_hook is not None
         self._response_hook = web.response_hook is not None
+        self._span_budget = web.span_budget  # WebOptions.new_budget(), inlined per request
         # Computed once per distinct key (a handful in practice), copied per request.
         self._servers: dict[ServerKey, tuple[str, dict[str, Any]]] = {}
         self._views: dict[ViewKey, ViewEntry] = {}
@@ -142,7 +143,8 @@ class TraceMiddleware:
             if self._request_headers:
                 attrs.update(self._web.header_attributes("request", request.headers.items()))
             span = infratrace.start_span(name, attrs, kind="server", parent=parent)
-            trace = [span, _current.set(span), self._web.new_budget(), method, None, None]
+            limit = self._span_budget
+            trace = [span, _current.set(span), SpanBudget(limit).activate() if limit > 0 else None, method, None, None]
             request._infratrace = trace  # STATE_ATTR
             if self.timings is not None:
                 request._infratrace_timings = self.timings.start()
@@ -224,7 +226,9 @@ class TraceMiddleware:
         try:
             web = trace[WEB]
             if web is not None:
-                _end_web(web, trace[EXC])
+                if not web.ended:  # (_end_web, inlined: this runs per request)
+                    exc = trace[EXC]
+                    web.end(exc) if exc is not None else web.end()
             else:  # the view never ran: name from whatever resolved
                 match = getattr(request, "resolver_match", None)
                 route = match.route if match is not None else None
