@@ -14,11 +14,41 @@
 #include <time.h>
 
 /* -- a growable output buffer --------------------------------------------------- */
+/* The JSON text of recently written ASCII strs, by object: attribute keys and most
+ * values (a request's method, scheme, host, route, the view's module...) are the same
+ * str objects span after span. An entry holds a reference to its str, so the address
+ * cannot be reused by another object while the entry stands. */
+#define STR_CACHE_SIZE 512   /* entries, a power of two */
+#define STR_CACHE_TEXT 54    /* bytes of JSON text, quotes included */
+typedef struct {
+    PyObject *key;           /* a str, or NULL */
+    uint8_t len;
+    uint8_t escaped;         /* the text holds an escape (no use where raw text is required) */
+    char text[STR_CACHE_TEXT];
+} StrCacheEntry;
+
 typedef struct {
     char *buf;
     Py_ssize_t len;
     Py_ssize_t cap;
+    StrCacheEntry *cache;    /* STR_CACHE_SIZE entries, or NULL */
 } Writer;
+
+static inline StrCacheEntry *
+str_cache_slot(StrCacheEntry *cache, PyObject *s)
+{
+    uintptr_t a = (uintptr_t)s;
+    return &cache[((a >> 4) ^ (a >> 13)) & (STR_CACHE_SIZE - 1)];
+}
+
+static void
+str_cache_clear(StrCacheEntry *cache)
+{
+    if (cache == NULL)
+        return;
+    for (int i = 0; i < STR_CACHE_SIZE; i++)
+        Py_CLEAR(cache[i].key);
+}
 
 #define BUFFER_START (32 * 1024)
 #define BUFFER_KEEP (1024 * 1024) /* a larger buffer is freed after the call */
@@ -194,8 +224,41 @@ put_escape(char *out, unsigned char c, char e)
  * between quotes without escaping it (kind, status), so a character that needs an
  * escape means the fallback. A lone surrogate (not UTF-8 encodable) means the
  * fallback too. *nonascii is set when a non-ASCII byte is written. */
+static int put_str_text(Writer *w, PyObject *s, int raw_only, int *nonascii);
+
 static int
 put_str(Writer *w, PyObject *s, int raw_only, int *nonascii)
+{
+    StrCacheEntry *entry = NULL;
+    if (w->cache != NULL) {
+        entry = str_cache_slot(w->cache, s);
+        if (entry->key == s) {
+            if (raw_only && entry->escaped)
+                return FALLBACK;
+            if (reserve(w, entry->len) < 0)
+                return -1;
+            put_raw(w, entry->text, entry->len);
+            return OK;
+        }
+    }
+    Py_ssize_t start = w->len;
+    int rc = put_str_text(w, s, raw_only, nonascii);
+    if (rc != OK || entry == NULL || !PyUnicode_IS_ASCII(s))
+        return rc;
+    Py_ssize_t len = w->len - start;
+    if (len > STR_CACHE_TEXT)
+        return OK;
+    Py_INCREF(s);
+    Py_XSETREF(entry->key, s);
+    entry->len = (uint8_t)len;
+    entry->escaped = len != PyUnicode_GET_LENGTH(s) + 2;
+    memcpy(entry->text, w->buf + start, (size_t)len);
+    return OK;
+}
+
+/* put_str without the cache. */
+static int
+put_str_text(Writer *w, PyObject *s, int raw_only, int *nonascii)
 {
     if (!str_ready(s))
         return FALLBACK;
@@ -479,6 +542,7 @@ typedef struct {
     int busy;            /* buf is in use (a fallback calling back into this object) */
     int64_t utc_second;  /* the second utc_text shows, -1: none */
     char utc_text[24];   /* YYYY-MM-DDTHH:MM:SS */
+    StrCacheEntry *str_cache; /* STR_CACHE_SIZE entries, allocated at the first use */
 } StableLinesObject;
 
 static int
@@ -706,6 +770,9 @@ static void
 writer_acquire(StableLinesObject *self, Writer *w, int *owned)
 {
     w->len = 0;
+    if (self->str_cache == NULL)
+        self->str_cache = PyMem_Calloc(STR_CACHE_SIZE, sizeof(StrCacheEntry)); /* NULL: no cache */
+    w->cache = self->str_cache;
     if (self->busy) {
         w->buf = NULL;
         w->cap = 0;
@@ -929,6 +996,7 @@ static int
 stable_clear(StableLinesObject *self)
 {
     Py_CLEAR(self->fallback);
+    str_cache_clear(self->str_cache);
     return 0;
 }
 
@@ -940,6 +1008,7 @@ stable_dealloc(StableLinesObject *self)
     PyMem_Free(self->tail);
     PyMem_Free(self->service);
     PyMem_Free(self->buf);
+    PyMem_Free(self->str_cache);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

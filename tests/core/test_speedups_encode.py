@@ -8,6 +8,7 @@ import gc
 import math
 import random
 import struct
+import sys
 import weakref
 from typing import Any
 
@@ -788,3 +789,39 @@ def test_both_encoders_give_the_same_lines(monkeypatch):
         safe.append(span)
     for start in range(0, len(safe), 32):
         assert fast.chunk(safe, start, start + 32) == slow.chunk(safe, start, start + 32)
+
+
+def test_strings_reused_across_spans_are_written_alike_from_the_cache():
+    # The C encoder keeps the JSON text of recent str objects (keys and values repeat
+    # span after span). The same objects, seen first as escaped values and then where
+    # the Python code writes raw text (kind, status), must still give the same lines;
+    # so must a long string, a non-ASCII one and one the cache has to evict.
+    pair = Pair()
+    quoted = 'a"b\\c\n'
+    plain = "server"
+    long_text = "x" * 200
+    accented = "café"
+    strings = [quoted, plain, long_text, accented, *(f"value-{i}" for i in range(2000))]
+    spans = []
+    for round_ in range(3):
+        for i, text in enumerate(strings[:40] if round_ else strings):
+            attrs = {text: text, "plain": plain, "quoted": quoted, "n": i}
+            spans.append(make_span(name=text, attrs=attrs, kind=plain, status=(plain, i, text)))
+        spans.append(make_span(kind=quoted, status=(quoted, 1, quoted)))  # raw text with an escape: fallback
+        spans.append(make_span(kind=plain, status=(quoted, 1, "")))
+    for span in spans:
+        pair.check(span)
+    pair.check_chunk(spans, 0, len(spans))
+    assert not c_handles(make_span(kind=quoted))
+    assert c_handles(make_span(kind=plain, attrs={"k": quoted}))
+
+
+def test_the_string_cache_holds_its_strs_only_while_the_encoder_lives():
+    c = StableLines(Pair().py._tail, Pair().py._service, StableJSONLine(RESOURCE))
+    text = "".join(["transient-", "value"])  # a fresh str object
+    before = sys.getrefcount(text)
+    c.line(make_span(attrs={"k": text}), OFFSET)
+    assert sys.getrefcount(text) == before + 1  # the cache's reference
+    del c
+    gc.collect()
+    assert sys.getrefcount(text) == before
