@@ -215,6 +215,19 @@ typedef struct {
 static PyTypeObject ContextBase_Type;
 #define ContextBase_Check(o) PyObject_TypeCheck((o), &ContextBase_Type)
 
+/* A child's trace id, parent id and shared (flags, tracestate) from its parent's. */
+static inline void
+inherit_identity(SpanObject *span, uint64_t tid_hi, uint64_t tid_lo, uint64_t parent_sid, PyObject *ctx)
+{
+    span->tid_hi = tid_hi;
+    span->tid_lo = tid_lo;
+    span->pid = parent_sid;
+    if (!IT_NONE(ctx)) {
+        Py_INCREF(ctx);
+        span->ctx = ctx;
+    }
+}
+
 /* Fill a fresh span's identity from its parent (None: a new trace). 0 or -1. */
 static int
 span_set_parent(SpanObject *span, PyObject *parent)
@@ -229,24 +242,12 @@ span_set_parent(SpanObject *span, PyObject *parent)
     }
     if (SpanBase_Check(parent)) {
         SpanObject *p = (SpanObject *)parent;
-        span->tid_hi = p->tid_hi;
-        span->tid_lo = p->tid_lo;
-        span->pid = p->sid;
-        if (!IT_NONE(p->ctx)) {
-            Py_INCREF(p->ctx);
-            span->ctx = p->ctx;
-        }
+        inherit_identity(span, p->tid_hi, p->tid_lo, p->sid, p->ctx);
         return 0;
     }
     if (ContextBase_Check(parent)) {
         ContextObject *c = (ContextObject *)parent;
-        span->tid_hi = c->tid_hi;
-        span->tid_lo = c->tid_lo;
-        span->pid = c->sid;
-        if (!IT_NONE(c->ctx)) {
-            Py_INCREF(c->ctx);
-            span->ctx = c->ctx;
-        }
+        inherit_identity(span, c->tid_hi, c->tid_lo, c->sid, c->ctx);
         return 0;
     }
     /* NonRecordingSpan, a SpanContext made without the C base or a replacement
@@ -463,36 +464,43 @@ span_exit(SpanObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* -- attributes seen from Python ------------------------------------------------- */
+/* The id attributes of SpanBase and ContextBase (_tid, _sid, _pid) as Python ints:
+ * closure is the offset of the field in the object (for _tid, of tid_hi, which
+ * tid_lo follows). */
+#define ID_FIELD(self, closure) ((uint64_t *)((char *)(self) + (Py_ssize_t)(closure)))
+
 static PyObject *
-span_get_tid(SpanObject *self, void *closure)
+id128_get(PyObject *self, void *closure)
 {
-    return u128_to_long(self->tid_hi, self->tid_lo);
+    uint64_t *field = ID_FIELD(self, closure);
+    return u128_to_long(field[0], field[1]);
 }
 
 static int
-span_set_tid(SpanObject *self, PyObject *value, void *closure)
+id128_set(PyObject *self, PyObject *value, void *closure)
 {
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete _tid");
         return -1;
     }
-    return long_to_u128(value, &self->tid_hi, &self->tid_lo);
+    uint64_t *field = ID_FIELD(self, closure);
+    return long_to_u128(value, &field[0], &field[1]);
 }
 
 static PyObject *
-span_get_sid(SpanObject *self, void *closure)
+id64_get(PyObject *self, void *closure)
 {
-    return PyLong_FromUnsignedLongLong(closure ? self->pid : self->sid);
+    return PyLong_FromUnsignedLongLong(*ID_FIELD(self, closure));
 }
 
 static int
-span_set_sid(SpanObject *self, PyObject *value, void *closure)
+id64_set(PyObject *self, PyObject *value, void *closure)
 {
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete a span id");
         return -1;
     }
-    return long_to_u64(value, closure ? &self->pid : &self->sid);
+    return long_to_u64(value, ID_FIELD(self, closure));
 }
 
 static PyObject *
@@ -522,9 +530,9 @@ span_get_ended(SpanObject *self, void *closure)
 
 static PyGetSetDef span_getset[] = {
     {"ended", (getter)span_get_ended, NULL, "whether end() was called", NULL},
-    {"_tid", (getter)span_get_tid, (setter)span_set_tid, "the trace id (128-bit int)", NULL},
-    {"_sid", (getter)span_get_sid, (setter)span_set_sid, "the span id (64-bit int)", NULL},
-    {"_pid", (getter)span_get_sid, (setter)span_set_sid, "the parent span id (0: none)", (void *)1},
+    {"_tid", id128_get, id128_set, "the trace id (128-bit int)", (void *)offsetof(SpanObject, tid_hi)},
+    {"_sid", id64_get, id64_set, "the span id (64-bit int)", (void *)offsetof(SpanObject, sid)},
+    {"_pid", id64_get, id64_set, "the parent span id (0: none)", (void *)offsetof(SpanObject, pid)},
     {"trace_id", (getter)span_get_trace_id, NULL, "the trace id as 32 hex digits", NULL},
     {"span_id", (getter)span_get_span_id, NULL, "the span id as 16 hex digits", NULL},
     {"parent_span_id", (getter)span_get_span_id, NULL, "the parent's span id as 16 hex digits, or \"\"", (void *)1},
@@ -1117,41 +1125,9 @@ context_dealloc(ContextObject *self)
     type->tp_free((PyObject *)self);
 }
 
-static PyObject *
-context_get_tid(ContextObject *self, void *closure)
-{
-    return u128_to_long(self->tid_hi, self->tid_lo);
-}
-
-static int
-context_set_tid(ContextObject *self, PyObject *value, void *closure)
-{
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete _tid");
-        return -1;
-    }
-    return long_to_u128(value, &self->tid_hi, &self->tid_lo);
-}
-
-static PyObject *
-context_get_sid(ContextObject *self, void *closure)
-{
-    return PyLong_FromUnsignedLongLong(self->sid);
-}
-
-static int
-context_set_sid(ContextObject *self, PyObject *value, void *closure)
-{
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete _sid");
-        return -1;
-    }
-    return long_to_u64(value, &self->sid);
-}
-
 static PyGetSetDef context_getset[] = {
-    {"_tid", (getter)context_get_tid, (setter)context_set_tid, "the trace id (128-bit int)", NULL},
-    {"_sid", (getter)context_get_sid, (setter)context_set_sid, "the span id (64-bit int)", NULL},
+    {"_tid", id128_get, id128_set, "the trace id (128-bit int)", (void *)offsetof(ContextObject, tid_hi)},
+    {"_sid", id64_get, id64_set, "the span id (64-bit int)", (void *)offsetof(ContextObject, sid)},
     {NULL},
 };
 
