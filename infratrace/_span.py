@@ -113,6 +113,10 @@ class _ContextMethods(_Identity):
     def __hash__(self) -> int:
         return hash((self._tid, self._sid))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle and copy rebuild it from its fields (the C form has no __dict__ or slots to copy)
+        return (type(self), (self._tid, self._sid, self.flags, self.tracestate, self.is_remote))
+
 
 class PySpanContext(_ContextMethods):
     """The identity of a span that lives elsewhere (another process, a message header).

@@ -329,3 +329,24 @@ def test_finish_http_span_in_c_matches_the_python_rules(status, exc, budget_drop
         outcomes.append((dict(span.attributes), span._status, span.ended, active_budget()))
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][2] is True and outcomes[0][3] is None
+
+
+def test_span_contexts_pickle_and_copy_with_their_fields():
+    import copy
+    import pickle
+
+    from infratrace import SpanContext
+
+    for context in (
+        infratrace.parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "k=v"),
+        SpanContext(2**128 - 1, 2**64 - 1, 1, "", False),
+    ):
+        for clone in (pickle.loads(pickle.dumps(context)), copy.copy(context), copy.deepcopy(context)):
+            assert type(clone) is type(context)
+            assert (clone, clone.flags, clone.tracestate, clone.is_remote, clone._ctx) == (
+                context,
+                context.flags,
+                context.tracestate,
+                context.is_remote,
+                context._ctx,
+            )
