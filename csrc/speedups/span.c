@@ -552,7 +552,46 @@ static PyMemberDef span_members[] = {
     {NULL},
 };
 
+/* set_attribute / set_attributes: _SpanMethods' (self.attributes[key] = value,
+ * self.attributes.update(attributes)) without a Python frame; the adapters call them
+ * on every request. */
+static PyObject *
+span_set_attribute(SpanObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "set_attribute() takes exactly 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (self->attributes == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "attributes");
+        return NULL;
+    }
+    if (PyObject_SetItem(self->attributes, args[0], args[1]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+span_set_attributes(SpanObject *self, PyObject *attributes)
+{
+    PyObject *own = self->attributes;
+    if (own == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "attributes");
+        return NULL;
+    }
+    if (PyDict_CheckExact(own) && PyDict_CheckExact(attributes)) {
+        if (PyDict_Update(own, attributes) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    return PyObject_CallMethod(own, "update", "O", attributes);
+}
+
 static PyMethodDef span_methods[] = {
+    {"set_attribute", (PyCFunction)(void (*)(void))span_set_attribute, METH_FASTCALL,
+     "set_attribute(key, value): self.attributes[key] = value."},
+    {"set_attributes", (PyCFunction)span_set_attributes, METH_O,
+     "set_attributes(attributes): self.attributes.update(attributes)."},
     {"end", (PyCFunction)(void (*)(void))span_end, METH_FASTCALL | METH_KEYWORDS,
      "end(result=None, *, status=None, code=None, message=None): end the span (see infratrace.Span.end)."},
     {"__enter__", span_enter, METH_NOARGS, NULL},

@@ -350,3 +350,15 @@ def test_span_contexts_pickle_and_copy_with_their_fields():
                 context.is_remote,
                 context._ctx,
             )
+
+
+def test_set_attribute_and_set_attributes_behave_as_the_python_methods():
+    spans = [infratrace.start_span("x", {"a": 1}), _span.PySpan("x", {"a": 1}, "internal", None)]
+    for span in spans:
+        span.set_attribute("b", 2)
+        span.set_attributes({"c": 3})
+        span.set_attributes([("d", 4)])  # what dict.update accepts
+        with pytest.raises(TypeError):
+            span.set_attributes(5)
+    assert spans[0].attributes == spans[1].attributes == {"a": 1, "b": 2, "c": 3, "d": 4}
+    spans[0].end()
