@@ -355,13 +355,6 @@ put_str_text(Writer *w, PyObject *s, int raw_only, int *nonascii)
 }
 
 /* -- attribute values ----------------------------------------------------------- */
-static inline int
-is_simple_value(PyObject *v)
-{
-    return PyUnicode_CheckExact(v) || PyLong_CheckExact(v) || PyFloat_CheckExact(v) || v == Py_None || v == Py_True ||
-           v == Py_False;
-}
-
 /* repr(value) without _Py_dg_dtoa (which costs ~250 ns) for the common floats: those
  * that are the nearest double to a decimal m / 10**k with |m| < 10**15 (so at most 15
  * significant digits), between 1e-4 and 1e15. Any two decimals of at most 15
@@ -522,11 +515,8 @@ put_value(Writer *w, PyObject *v, int *nonascii)
     return OK;
 }
 
-static inline int
-is_ascii_key(PyObject *key, const char *text, Py_ssize_t n)
-{
-    return PyUnicode_GET_LENGTH(key) == n && PyUnicode_IS_ASCII(key) && memcmp(PyUnicode_DATA(key), text, (size_t)n) == 0;
-}
+static PyObject *s_service_key; /* "service" */
+static PyObject *s_target_key;  /* "target" */
 
 /* -- StableLines ------------------------------------------------------------------ */
 typedef struct {
@@ -624,18 +614,16 @@ write_line(StableLinesObject *self, Writer *w, PyObject *obj, int64_t offset, in
     if (utc_seconds_text(self, start / 1000000000) != OK)
         return FALLBACK;
 
-    /* The attributes: every key a str, every value a simple one (checked before
-     * writing anything); service and target found on the way. */
-    PyObject *key, *value, *service = NULL, *target = NULL;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(attrs, &pos, &key, &value)) {
-        if (!PyUnicode_CheckExact(key) || !is_simple_value(value) || !str_ready(key) ||
-            (PyUnicode_CheckExact(value) && !str_ready(value)))
-            return FALLBACK;
-        if (is_ascii_key(key, "service", 7))
-            service = value;
-        else if (is_ascii_key(key, "target", 6))
-            target = value;
+    /* service and target: looked up here (they come before the attributes in the
+     * line); every other key and value is checked as it is written, and anything
+     * that is not simple sends the whole line to the fallback (the caller drops what
+     * was written of it). */
+    PyObject *key, *value;
+    PyObject *service = PyDict_GetItemWithError(attrs, s_service_key);
+    PyObject *target = service == NULL && PyErr_Occurred() ? NULL : PyDict_GetItemWithError(attrs, s_target_key);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        return FALLBACK;
     }
     if (service == Py_None || (service != NULL && PyUnicode_CheckExact(service) && PyUnicode_GET_LENGTH(service) == 0))
         service = NULL; /* falsy: the resource's service name */
@@ -722,8 +710,10 @@ write_line(StableLinesObject *self, Writer *w, PyObject *obj, int64_t offset, in
     PUT_LITERAL(w, "Z\",\"attributes\":{");
 
     int first = 1;
-    pos = 0;
+    Py_ssize_t pos = 0;
     while (PyDict_Next(attrs, &pos, &key, &value)) {
+        if (!PyUnicode_CheckExact(key))
+            return FALLBACK;
         if (reserve(w, 1) < 0)
             return -1;
         if (!first)
@@ -1039,6 +1029,9 @@ it_encode_module_init(PyObject *module)
 {
     init_escape_table();
     init_tables();
+    if ((s_service_key = PyUnicode_InternFromString("service")) == NULL ||
+        (s_target_key = PyUnicode_InternFromString("target")) == NULL)
+        return -1;
     if (PyType_Ready(&StableLines_Type) < 0)
         return -1;
     Py_INCREF(&StableLines_Type);

@@ -825,3 +825,25 @@ def test_the_string_cache_holds_its_strs_only_while_the_encoder_lives():
     del c
     gc.collect()
     assert sys.getrefcount(text) == before
+
+
+class Key(str):
+    pass
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"service": "api", "target": "/t", 5: "int key"},
+        {"service": "api", Key("sub"): "str-subclass key"},
+        {"a": 1, "b": [1, 2], "service": "late"},  # a value the C code does not write, after others
+        {"service": ["not", "a", "str"], "target": "/t"},
+        {"target": 7, "x": 1},
+        {"service": None, "target": None, "z": "last"},
+        {"service": "", "target": ""},
+    ],
+)
+def test_lines_that_turn_out_not_simple_halfway_go_to_the_fallback_whole(attrs):
+    pair = Pair()
+    pair.check(make_span(attrs=attrs))
+    pair.check_chunk([make_span(attrs={"ok": 1}), make_span(attrs=attrs), make_span(attrs={"ok": 2})], 0, 3)
