@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import infratrace
 from infratrace import NonRecordingSpan, Span, SpanBudget, parse_traceparent
+from infratrace._span import _current
 from infratrace.web import WebOptions, finish_http_span, http_span_name, report_budget, request_attributes
 
 if TYPE_CHECKING:
@@ -199,7 +200,10 @@ class TraceMiddleware:
                 attrs["user_agent.original"] = value
             else:
                 del attrs["user_agent.original"]
-            span = infratrace.begin(name, attrs, kind="server", parent=parent)
+            span = infratrace.start_span(name, attrs, kind="server", parent=parent)
+            # Current for the rest of this request's own context, which is dropped
+            # after it: nothing to reset when the span ends (what begin() would do).
+            _current.set(span)
             if options.request_headers:
                 span.set_attributes(options.header_attributes("request", _request_headers(environ, options)))
             limit = options.span_budget
