@@ -1351,6 +1351,280 @@ slow:
     return PyObject_Vectorcall(g_finish_http_py, args, (size_t)nargs, kwnames);
 }
 
+/* -- RequestTraceBase: a WSGI adapter's per-request state (infratrace_flask) ------ */
+/* The fields and the per-request methods of infratrace_flask's RequestTrace (whose
+ * pure-Python form, PyRequestTrace, is the reference): made, given the status, named
+ * by its route and finished once per request, with no Python frame. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *span;
+    PyObject *budget;         /* None or a SpanBudget */
+    PyObject *options;
+    PyObject *method;
+    PyObject *start_response; /* the server's */
+    PyObject *status_code;    /* None or int */
+    PyObject *route;          /* None or str */
+    PyObject *exc;            /* None or the exception */
+    PyObject *streamed;       /* None, True or False */
+    char finished;
+} RequestTraceObject;
+
+static PyObject *s_routes;      /* "_routes": the subclass's (method, route) -> (name, attrs) cache */
+static PyObject *s_route_entry; /* "_route_entry": its function making an entry */
+static PyObject *s_set_attribute;
+
+static int
+rtrace_init(RequestTraceObject *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *span, *budget, *options, *method, *start_response;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "RequestTrace() takes positional arguments only");
+        return -1;
+    }
+    if (!PyArg_UnpackTuple(args, "RequestTrace", 5, 5, &span, &budget, &options, &method, &start_response))
+        return -1;
+#define SET(field, value)                 \
+    do {                                  \
+        Py_INCREF(value);                 \
+        Py_XSETREF(self->field, (value)); \
+    } while (0)
+    SET(span, span);
+    SET(budget, budget);
+    SET(options, options);
+    SET(method, method);
+    SET(start_response, start_response);
+    SET(status_code, Py_None);
+    SET(route, Py_None);
+    SET(exc, Py_None);
+    SET(streamed, Py_None);
+#undef SET
+    self->finished = 0;
+    return 0;
+}
+
+static int
+rtrace_traverse(RequestTraceObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->span);
+    Py_VISIT(self->budget);
+    Py_VISIT(self->options);
+    Py_VISIT(self->method);
+    Py_VISIT(self->start_response);
+    Py_VISIT(self->status_code);
+    Py_VISIT(self->route);
+    Py_VISIT(self->exc);
+    Py_VISIT(self->streamed);
+    return 0;
+}
+
+static int
+rtrace_clear(RequestTraceObject *self)
+{
+    Py_CLEAR(self->span);
+    Py_CLEAR(self->budget);
+    Py_CLEAR(self->options);
+    Py_CLEAR(self->method);
+    Py_CLEAR(self->start_response);
+    Py_CLEAR(self->status_code);
+    Py_CLEAR(self->route);
+    Py_CLEAR(self->exc);
+    Py_CLEAR(self->streamed);
+    return 0;
+}
+
+static void
+rtrace_dealloc(RequestTraceObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    rtrace_clear(self);
+    type->tp_free((PyObject *)self);
+}
+
+/* status_only(status, headers, exc_info=None): the start_response given to the app when
+ * no response header is recorded or added: keeps the status code, calls the server's. */
+static PyObject *
+rtrace_status_only(RequestTraceObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 2 || nargs > 3) {
+        PyErr_Format(PyExc_TypeError, "start_response() takes 2 or 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *status = args[0];
+    if (PyUnicode_Check(status) && PyUnicode_GET_LENGTH(status) >= 3) {
+        int kind = PyUnicode_KIND(status);
+        const void *data = PyUnicode_DATA(status);
+        long code = 0;
+        int i;
+        for (i = 0; i < 3; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c < '0' || c > '9')
+                break;
+            code = code * 10 + (long)(c - '0');
+        }
+        if (i == 3) {
+            PyObject *value = PyLong_FromLong(code);
+            if (value == NULL)
+                PyErr_Clear();
+            else
+                Py_XSETREF(self->status_code, value);
+        }
+    }
+    if (self->start_response == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "RequestTrace was not initialised");
+        return NULL;
+    }
+    /* exc_info=None is not passed on, as the Python code does not */
+    Py_ssize_t n = (nargs == 3 && args[2] == Py_None) ? 2 : nargs;
+    return PyObject_Vectorcall(self->start_response, args, (size_t)n, NULL);
+}
+
+/* set_route(route): the matched URL rule names the span (what infratrace.web.set_route
+ * does, with the name and attributes made once per method and rule by the
+ * subclass's _route_entry and kept in its _routes). */
+static PyObject *
+rtrace_set_route(RequestTraceObject *self, PyObject *route)
+{
+    Py_INCREF(route);
+    Py_XSETREF(self->route, route);
+    if (self->span == NULL || self->method == NULL)
+        Py_RETURN_NONE;
+    PyObject *routes = PyObject_GetAttr((PyObject *)Py_TYPE(self), s_routes);
+    if (routes == NULL)
+        return NULL;
+    PyObject *key = PyTuple_Pack(2, self->method, route);
+    if (key == NULL) {
+        Py_DECREF(routes);
+        return NULL;
+    }
+    PyObject *found = PyDict_Check(routes) ? PyDict_GetItemWithError(routes, key) : NULL;
+    Py_XINCREF(found);
+    Py_DECREF(key);
+    Py_DECREF(routes);
+    if (found == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        PyObject *make = PyObject_GetAttr((PyObject *)Py_TYPE(self), s_route_entry);
+        if (make == NULL)
+            return NULL;
+        found = PyObject_CallFunctionObjArgs(make, self->method, route, NULL);
+        Py_DECREF(make);
+        if (found == NULL)
+            return NULL;
+    }
+    if (!PyTuple_Check(found) || PyTuple_GET_SIZE(found) != 2) {
+        Py_DECREF(found);
+        PyErr_SetString(PyExc_TypeError, "a route entry is (span name, attributes)");
+        return NULL;
+    }
+    PyObject *name = PyTuple_GET_ITEM(found, 0), *attrs = PyTuple_GET_ITEM(found, 1);
+    PyObject *span = self->span;
+    int rc;
+    if (SpanBase_Check(span) && PyDict_CheckExact(((SpanObject *)span)->attributes) && PyDict_Check(attrs)) {
+        Py_INCREF(name);
+        Py_XSETREF(((SpanObject *)span)->name, name);
+        rc = PyDict_Update(((SpanObject *)span)->attributes, attrs);
+    }
+    else {
+        rc = PyObject_SetAttr(span, s_name, name);
+        if (rc == 0) {
+            PyObject *res = PyObject_CallMethod(span, "set_attributes", "O", attrs);
+            rc = res == NULL ? -1 : 0;
+            Py_XDECREF(res);
+        }
+    }
+    Py_DECREF(found);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* finish(exc=None): end the http: span once: 5xx or an exception -> error. Never
+ * raises: finish_http_span swallows what goes wrong, as the Python code does. */
+static PyObject *
+rtrace_finish(RequestTraceObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "finish() takes at most 1 argument (%zd given)", nargs);
+        return NULL;
+    }
+    if (self->finished || self->span == NULL)
+        Py_RETURN_NONE;
+    self->finished = 1;
+    PyObject *exc = nargs == 1 && !IT_NONE(args[0]) ? args[0] : (self->exc ? self->exc : Py_None);
+    PyObject *status = self->status_code ? self->status_code : Py_None;
+    PyObject *span = self->span;
+    Py_INCREF(span);
+    Py_INCREF(exc);
+    Py_INCREF(status);
+    if (exc != Py_None && status == Py_None) {
+        Py_DECREF(status);
+        status = PyLong_FromLong(500); /* what the server answers when the exception reaches it */
+        if (status == NULL) {
+            PyErr_Clear();
+            status = Py_None;
+            Py_INCREF(status);
+        }
+    }
+    /* The budget is not deactivated: it lives in the request's own context. */
+    if (self->budget != NULL && Py_TYPE(self->budget) == &Budget_Type && ((BudgetObject *)self->budget)->dropped) {
+        PyObject *n = PyLong_FromSsize_t(((BudgetObject *)self->budget)->dropped);
+        PyObject *res = n ? PyObject_CallMethodObjArgs(span, s_set_attribute, s_spans_dropped, n, NULL) : NULL;
+        if (res == NULL)
+            PyErr_Clear();
+        Py_XDECREF(res);
+        Py_XDECREF(n);
+    }
+    PyObject *call[3] = {span, status, exc};
+    PyObject *res = finish_http_span(NULL, call, 3, NULL);
+    if (res == NULL)
+        PyErr_Clear();
+    Py_XDECREF(res);
+    Py_DECREF(span);
+    Py_DECREF(exc);
+    Py_DECREF(status);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef rtrace_methods[] = {
+    {"status_only", (PyCFunction)(void (*)(void))rtrace_status_only, METH_FASTCALL,
+     "status_only(status, headers, exc_info=None): start_response that keeps the status code."},
+    {"set_route", (PyCFunction)rtrace_set_route, METH_O, "set_route(route): name the span by the matched rule."},
+    {"finish", (PyCFunction)(void (*)(void))rtrace_finish, METH_FASTCALL,
+     "finish(exc=None): end the http: span, once."},
+    {NULL},
+};
+
+static PyMemberDef rtrace_members[] = {
+    {"span", T_OBJECT, offsetof(RequestTraceObject, span), 0, NULL},
+    {"budget", T_OBJECT, offsetof(RequestTraceObject, budget), 0, NULL},
+    {"options", T_OBJECT, offsetof(RequestTraceObject, options), 0, NULL},
+    {"method", T_OBJECT, offsetof(RequestTraceObject, method), 0, NULL},
+    {"_start_response", T_OBJECT, offsetof(RequestTraceObject, start_response), 0, NULL},
+    {"status_code", T_OBJECT, offsetof(RequestTraceObject, status_code), 0, NULL},
+    {"route", T_OBJECT, offsetof(RequestTraceObject, route), 0, NULL},
+    {"exc", T_OBJECT, offsetof(RequestTraceObject, exc), 0, NULL},
+    {"streamed", T_OBJECT, offsetof(RequestTraceObject, streamed), 0, NULL},
+    {"finished", T_BOOL, offsetof(RequestTraceObject, finished), 0, NULL},
+    {NULL},
+};
+
+static PyTypeObject RequestTraceBase_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "infratrace._speedups.RequestTraceBase",
+    .tp_basicsize = sizeof(RequestTraceObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The C core of a WSGI adapter's per-request state (infratrace_flask.RequestTrace).",
+    .tp_traverse = (traverseproc)rtrace_traverse,
+    .tp_clear = (inquiry)rtrace_clear,
+    .tp_dealloc = (destructor)rtrace_dealloc,
+    .tp_methods = rtrace_methods,
+    .tp_members = rtrace_members,
+    .tp_init = (initproc)rtrace_init,
+    .tp_new = PyType_GenericNew,
+};
+
 static PyObject *
 monotonic_ns(PyObject *module, PyObject *unused)
 {
@@ -1393,6 +1667,9 @@ it_span_module_init(PyObject *module)
     if ((g_one = PyLong_FromLong(1)) == NULL || (g_zero = PyLong_FromLong(0)) == NULL)
         return -1;
     INTERN(s_status_code, "http.response.status_code");
+    INTERN(s_routes, "_routes");
+    INTERN(s_route_entry, "_route_entry");
+    INTERN(s_set_attribute, "set_attribute");
     INTERN(s_spans_dropped, "infratrace.spans_dropped");
     INTERN(s_limit, "limit");
     INTERN(s_tid, "_tid");
@@ -1427,8 +1704,14 @@ it_span_module_init(PyObject *module)
     if (seeded == NULL)
         return -1;
     Py_DECREF(seeded);
-    if (PyType_Ready(&SpanBase_Type) < 0 || PyType_Ready(&Budget_Type) < 0 || PyType_Ready(&ContextBase_Type) < 0)
+    if (PyType_Ready(&SpanBase_Type) < 0 || PyType_Ready(&Budget_Type) < 0 || PyType_Ready(&ContextBase_Type) < 0 ||
+        PyType_Ready(&RequestTraceBase_Type) < 0)
         return -1;
+    Py_INCREF(&RequestTraceBase_Type);
+    if (PyModule_AddObject(module, "RequestTraceBase", (PyObject *)&RequestTraceBase_Type) < 0) {
+        Py_DECREF(&RequestTraceBase_Type);
+        return -1;
+    }
     Py_INCREF(&ContextBase_Type);
     if (PyModule_AddObject(module, "ContextBase", (PyObject *)&ContextBase_Type) < 0) {
         Py_DECREF(&ContextBase_Type);

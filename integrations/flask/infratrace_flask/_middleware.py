@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import infratrace
 from infratrace import NonRecordingSpan, Span, SpanBudget, parse_traceparent
-from infratrace._span import _current
+from infratrace._span import _current, _speedups
 from infratrace.web import WebOptions, finish_http_span, http_span_name, report_budget, request_attributes
 
 if TYPE_CHECKING:
@@ -49,8 +49,37 @@ class OptionsSource(Protocol):
     def wrap_views(self) -> None: ...
 
 
-class RequestTrace:
-    """One traced request: its ``http:`` span, status, route and span budget."""
+class _RequestTraceMethods:
+    """What the C and the pure-Python request trace share: the rare paths."""
+
+    __slots__ = ()
+    span: Span | NonRecordingSpan
+    options: WebOptions
+    status_code: int | None
+    _start_response: StartResponse
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
+        """``start_response`` when response headers are recorded or ``traceparent`` is
+        added to them."""
+        try:
+            self.status_code = int(status[:3])  # type: ignore[misc]  # a slot of the concrete classes
+            options = self.options
+            if options.response_headers:
+                self.span.set_attributes(options.header_attributes("response", headers))
+            if options.response_traceparent:
+                header = options.response_traceparent_header(self.span)
+                if header is not None:
+                    headers = [*headers, header]
+        except Exception:
+            pass
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
+
+
+class PyRequestTrace(_RequestTraceMethods):
+    """One traced request: its ``http:`` span, status, route and span budget (the
+    pure-Python form, and the reference for the C one: csrc/speedups/span.c)."""
 
     __slots__ = ("_start_response", "budget", "exc", "finished", "method", "options", "route", "span", "status_code", "streamed")
 
@@ -95,22 +124,6 @@ class RequestTrace:
             return self._start_response(status, headers)
         return self._start_response(status, headers, exc_info)
 
-    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
-        try:
-            self.status_code = int(status[:3])
-            options = self.options
-            if options.response_headers:
-                self.span.set_attributes(options.header_attributes("response", headers))
-            if options.response_traceparent:
-                header = options.response_traceparent_header(self.span)
-                if header is not None:
-                    headers = [*headers, header]
-        except Exception:
-            pass
-        if exc_info is None:
-            return self._start_response(status, headers)
-        return self._start_response(status, headers, exc_info)
-
     def finish(self, exc: BaseException | None = None) -> None:
         """End the ``http:`` span (once): 5xx or an exception → error."""
         if self.finished:
@@ -137,6 +150,20 @@ def _route_entry(method: str, route: str) -> tuple[str, dict[str, Any]]:
     if len(_routes) < 10_000:
         _routes[(method, route)] = found
     return found
+
+
+if TYPE_CHECKING or _speedups is None:
+    RequestTrace = PyRequestTrace
+else:
+
+    class RequestTrace(_speedups.RequestTraceBase, _RequestTraceMethods):
+        """One traced request: its ``http:`` span, status, route and span budget. Its
+        fields, ``status_only``, ``set_route`` and ``finish`` are in C
+        (csrc/speedups/span.c), with :class:`PyRequestTrace`'s rules."""
+
+        __slots__ = ()
+        _routes = _routes
+        _route_entry = staticmethod(_route_entry)
 
 
 class TraceMiddleware:
