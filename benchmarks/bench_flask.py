@@ -1,6 +1,6 @@
 """Microseconds per request added by the Flask extension: infratrace vs OpenTelemetry.
 
-    .venv/bin/python benchmarks/bench_flask.py [--requests 2000] [--rounds 7]
+    .venv/bin/python benchmarks/bench_flask.py [--requests 300] [--rounds 61]
 
 One Flask app (a parametrised JSON route, ``GET /users/<int:user_id>``, with an
 incoming ``traceparent``) is built three times and called in this process as a WSGI
@@ -112,8 +112,8 @@ def infratrace_scenario(directory: Path, driver: str) -> Scenario:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=2000, help="requests per scenario per round")
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=300, help="requests per scenario per round")
+    parser.add_argument("--rounds", type=int, default=61, help="many short rounds: see docs/benchmarks.md")
     parser.add_argument("--driver", choices=("file", "discard"), default="file", help="infratrace's driver")
     args = parser.parse_args(argv)
     import infratrace
