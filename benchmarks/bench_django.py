@@ -2,7 +2,7 @@
 ``opentelemetry-instrumentation-django`` — in one run, the app called in-process as a
 WSGI callable and as an ASGI callable (no network).
 
-    .venv/bin/python benchmarks/bench_django.py [--requests 1000] [--rounds 21]
+    .venv/bin/python benchmarks/bench_django.py [--requests 500] [--rounds 41]
 
 Scenarios (same project, same view: ``GET /users/42/`` → a small JSON response,
 resolved from ``users/<int:pk>/``):
@@ -216,8 +216,8 @@ def build_scenarios(out: Path) -> tuple[dict[str, DjangoScenario], TracerProvide
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=21, help="many short rounds: see docs/benchmarks.md")
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=41, help="many short rounds: see docs/benchmarks.md")
     args = parser.parse_args(argv)
 
     setup_django()
