@@ -384,7 +384,7 @@ class _SpanMethods(_Identity):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.end(exc)
+        self.__exit__(exc_type, exc, tb)  # the C span's own __exit__ when built
 
     def __repr__(self) -> str:
         state = "ended" if self._t1 else "recording"

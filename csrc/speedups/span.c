@@ -1284,6 +1284,7 @@ parse_traceparent(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *g_finish_http_py; /* infratrace.web.finish_http_span_py: every other case */
 static PyObject *s_status_code;    /* "http.response.status_code" */
 static PyObject *s_spans_dropped;  /* "infratrace.spans_dropped" */
+static PyObject *s_set_attribute;  /* "set_attribute" */
 static PyObject *g_zero;           /* 0 */
 
 static PyObject *
@@ -1292,6 +1293,29 @@ install_web(PyObject *module, PyObject *finish_py)
     Py_INCREF(finish_py);
     Py_XSETREF(g_finish_http_py, finish_py);
     Py_RETURN_NONE;
+}
+
+/* infratrace.web.report_budget: the spans the request's budget refused, recorded as
+ * infratrace.spans_dropped on its span. Never raises. */
+static void
+report_drops(PyObject *span, BudgetObject *budget)
+{
+    if (!budget->dropped)
+        return;
+    PyObject *n = PyLong_FromSsize_t(budget->dropped);
+    int rc = -1;
+    if (n != NULL) {
+        if (SpanBase_Check(span) && PyDict_CheckExact(((SpanObject *)span)->attributes))
+            rc = PyDict_SetItem(((SpanObject *)span)->attributes, s_spans_dropped, n);
+        else {
+            PyObject *res = PyObject_CallMethodObjArgs(span, s_set_attribute, s_spans_dropped, n, NULL);
+            rc = res == NULL ? -1 : 0;
+            Py_XDECREF(res);
+        }
+        Py_DECREF(n);
+    }
+    if (rc < 0)
+        PyErr_Clear();
 }
 
 /* finish_http_span(span, status_code, exc=None, budget=None): a running Span of the
@@ -1331,13 +1355,7 @@ finish_http_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs, PyOb
         if (res == NULL)
             PyErr_Clear();
         Py_XDECREF(res);
-        Py_ssize_t dropped = ((BudgetObject *)budget)->dropped;
-        if (dropped) {
-            PyObject *n = PyLong_FromSsize_t(dropped);
-            if (n == NULL || PyDict_SetItem(sp->attributes, s_spans_dropped, n) < 0)
-                PyErr_Clear();
-            Py_XDECREF(n);
-        }
+        report_drops(span, (BudgetObject *)budget);
     }
     if (!IT_NONE(status) && PyDict_SetItem(sp->attributes, s_status_code, status) < 0)
         PyErr_Clear();
@@ -1371,7 +1389,6 @@ typedef struct {
 
 static PyObject *s_routes;      /* "_routes": the subclass's (method, route) -> (name, attrs) cache */
 static PyObject *s_route_entry; /* "_route_entry": its function making an entry */
-static PyObject *s_set_attribute;
 
 static int
 rtrace_init(RequestTraceObject *self, PyObject *args, PyObject *kwds)
@@ -1568,14 +1585,8 @@ rtrace_finish(RequestTraceObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     /* The budget is not deactivated: it lives in the request's own context. */
-    if (self->budget != NULL && Py_TYPE(self->budget) == &Budget_Type && ((BudgetObject *)self->budget)->dropped) {
-        PyObject *n = PyLong_FromSsize_t(((BudgetObject *)self->budget)->dropped);
-        PyObject *res = n ? PyObject_CallMethodObjArgs(span, s_set_attribute, s_spans_dropped, n, NULL) : NULL;
-        if (res == NULL)
-            PyErr_Clear();
-        Py_XDECREF(res);
-        Py_XDECREF(n);
-    }
+    if (self->budget != NULL && Py_TYPE(self->budget) == &Budget_Type)
+        report_drops(span, (BudgetObject *)self->budget);
     PyObject *call[3] = {span, status, exc};
     PyObject *res = finish_http_span(NULL, call, 3, NULL);
     if (res == NULL)

@@ -226,9 +226,7 @@ class TraceMiddleware:
         try:
             web = trace[WEB]
             if web is not None:
-                if not web.ended:  # (_end_web, inlined: this runs per request)
-                    exc = trace[EXC]
-                    web.end(exc) if exc is not None else web.end()
+                _end_web(web, trace[EXC])
             else:  # the view never ran: name from whatever resolved
                 match = getattr(request, "resolver_match", None)
                 route = match.route if match is not None else None
