@@ -19,10 +19,11 @@ from ._budget import SpanBudget, span_budget
 from ._config import Config, ConfigSource, ConnectionConfig, SampleConfig, SampleRule, SettingReader, load_config
 from ._decorators import method, service, traced, trigger
 from ._errors import ConfigError, InfratraceError, MissingExtraError
-from ._fields import DEFAULT_FIELDS, LineFormat, RecordShape, ResourceView, encode_json, span_record
+from ._fields import DEFAULT_FIELDS
 from ._propagation import extract, format_traceparent, inject, parse_traceparent
 from ._registry import Driver, DriverFactory, available_drivers, register_driver
 from ._span import KINDS, NonRecordingSpan, Span, SpanContext, attach, detach
+from ._spandata import Event, Resource, SpanData
 from ._tracer import TraceHook, Tracer, get_hook, set_hook, trace_attrs
 
 __version__ = "0.1.0"
@@ -36,18 +37,18 @@ __all__ = [
     "ConnectionConfig",
     "Driver",
     "DriverFactory",
+    "Event",
     "InfratraceError",
-    "LineFormat",
     "MissingExtraError",
     "NonRecordingSpan",
-    "RecordShape",
-    "ResourceView",
+    "Resource",
     "SampleConfig",
     "SampleRule",
     "SettingReader",
     "Span",
     "SpanBudget",
     "SpanContext",
+    "SpanData",
     "TraceHook",
     "Tracer",
     "__version__",
@@ -57,7 +58,6 @@ __all__ = [
     "configure",
     "current_span",
     "detach",
-    "encode_json",
     "extract",
     "force_flush",
     "format_traceparent",
@@ -71,7 +71,6 @@ __all__ = [
     "set_hook",
     "shutdown",
     "span_budget",
-    "span_record",
     "start_span",
     "stats",
     "trace",
@@ -132,7 +131,7 @@ def current_span() -> Span | NonRecordingSpan | None:
 
 
 def stats() -> dict[str, Any]:
-    """Runtime figures (SPEC §7): queue length/capacity, queued, sync fallbacks,
+    """Runtime figures: queue length/capacity, queued, sync fallbacks,
     flushes, write errors, drops, the dynamic sample factor, and per connection
     ``written``/``sampled_out``/``dropped`` counts."""
     return _tracer._hook.stats()
@@ -148,6 +147,3 @@ def shutdown(timeout: float | None = 30.0) -> bool:
     return _tracer._hook.shutdown(timeout)
 
 
-# The functions above document the API; at run time the names are the installed
-# hook's own bound methods (see set_hook), saving a call per span.
-_tracer._bind_public(_tracer._hook)

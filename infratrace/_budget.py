@@ -9,19 +9,16 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._span import _speedups
-
-__all__ = ["SpanBudget", "span_budget"]
+__all__ = ["SpanBudget", "active_budget", "dropped_total", "span_budget"]
 
 _active: ContextVar[SpanBudget | None] = ContextVar("infratrace_span_budget", default=None)
 _dropped_total = itertools.count()  # next() is atomic under the GIL
 
 
-class PySpanBudget:
-    """The pure-Python budget: what :class:`SpanBudget` is without the C speedups
-    (with them it is their C type, which does the same; csrc/speedups/span.c)."""
+class SpanBudget:
+    """At most ``limit`` spans; :meth:`activate` it for a request's context."""
 
     __slots__ = ("_token", "dropped", "limit", "used")
 
@@ -31,7 +28,7 @@ class PySpanBudget:
         self.dropped = 0
         self._token: Token[Any] | None = None
 
-    def activate(self) -> PySpanBudget:
+    def activate(self) -> SpanBudget:
         """Make this the budget of the current context (until :meth:`deactivate`)."""
         self._token = _active.set(self)
         return self
@@ -58,20 +55,13 @@ class PySpanBudget:
         return f"SpanBudget(limit={self.limit}, used={self.used}, dropped={self.dropped})"
 
 
-if TYPE_CHECKING or _speedups is None:
-    SpanBudget = PySpanBudget
-else:
-    SpanBudget = _speedups.SpanBudget
-    _speedups.install_budget(_active, _dropped_total)
-
-
 def active_budget() -> SpanBudget | None:
     return _active.get()
 
 
 def dropped_total() -> int:
     """How many spans all budgets have refused in this process."""
-    # itertools.count has no peek: copy its repr ("count(N)").
+    # itertools.count has no peek: read its repr ("count(N)").
     return int(repr(_dropped_total)[6:-1])
 
 

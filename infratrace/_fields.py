@@ -1,43 +1,43 @@
-"""Span → output record: the stable JSON schema, ``fields`` selection/renaming and
-``format`` line templates (SPEC §4–§5).
+"""Output shaping: from a :class:`SpanData` to what a connection writes.
 
-Everything here runs on the pipeline's background thread, never on ``end()``.
+A connection's output is a short chain of small steps, each testable alone:
+
+- a *record* step picks the fields: :func:`stable_record` (the stable JSON-lines
+  schema, the default), :class:`FieldSelection` (``fields = [...]``) or
+  :class:`FieldRenames` (``fields = { old = "new" }``);
+- an *encoding* step turns it into one line: :func:`json_line`, or :class:`FormatLine`
+  for a ``format`` template (which reads the span itself).
+
+:func:`line_encoder` composes them from a connection's config; every driver that
+writes lines (console, file) uses it, and the OTLP and GreptimeDB drivers use the
+same field getters (:func:`field_getter`) for their extra attributes and columns.
+Everything here runs on the pipeline's background threads, never on ``end()``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import _span
-from ._span import Span
+from ._json import encode_json
+from ._spandata import SpanData
 
-_orjson: Any
-try:  # orjson is ~10x faster than json for these records; json is the fallback.
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - exercised only without the dependency
-    _orjson = None
-_fragment = _orjson is not None and hasattr(_orjson, "Fragment")
-
-
-# The C extension (its StableLines: csrc/speedups/encode.c), or None when it is not
-# built: StableJSONLine is then the encoder. Imported even when INFRATRACE_PURE_PYTHON
-# was set at start-up, since speedups_enabled() reads that variable at each call.
-_speedups: Any = _span.import_speedups()
+if TYPE_CHECKING:
+    from ._config import ConnectionConfig
 
 __all__ = [
     "DEFAULT_FIELDS",
     "FIELD_NAMES",
-    "LineFormat",
-    "RecordShape",
-    "ResourceView",
-    "encode_json",
+    "FieldRenames",
+    "FieldSelection",
+    "FormatLine",
+    "canonical_name",
     "field_getter",
-    "span_record",
-    "stable_line_encoder",
+    "json_line",
+    "line_encoder",
+    "stable_record",
 ]
 
 SCHEMA_VERSION = 1
@@ -67,27 +67,11 @@ DEFAULT_FIELDS: tuple[str, ...] = (
     "node",
 )
 
-_OK = ("ok", 0, "")
 ENTRY_KINDS = frozenset({"method", "service", "trigger", "http", "web", "event", "queue", "cron"})
 
-
-class ResourceView:
-    """The process-wide resource as the formatters need it (rebuilt after a fork)."""
-
-    __slots__ = ("attributes", "instance", "json", "node", "pid", "profile", "project", "role", "service_name")
-
-    def __init__(self, attributes: Mapping[str, Any]) -> None:
-        self.attributes = dict(attributes)
-        # Serialised once: every JSON line embeds the same resource.
-        self.json: Any = _orjson.Fragment(encode_json(self.attributes)) if _fragment else self.attributes
-        self.service_name = str(attributes.get("service.name", ""))
-        self.project = str(attributes.get("project", ""))
-        self.profile = str(attributes.get("profile", ""))
-        self.role = str(attributes.get("role", ""))
-        self.node = str(attributes.get("node", ""))
-        self.pid = int(attributes.get("process.pid", 0))
-        self.instance = f"{self.node}:{self.pid}"
-
+Getter = Callable[[SpanData], Any]
+Record = dict[str, Any]
+RecordStep = Callable[[SpanData], Record]
 
 # -- time rendering (cached per second: strftime is the expensive part) -------------
 _utc_cache: tuple[int, str] = (-1, "")
@@ -127,22 +111,7 @@ def local_us(unix_ns: int) -> str:
 
 
 # -- field getters -----------------------------------------------------------------
-Getter = Callable[[Span, ResourceView], Any]
-
-
-def _start(s: Span) -> int:
-    return s._t0 + _span._clock_offset_ns
-
-
-def _end(s: Span) -> int:
-    return s._t1 + _span._clock_offset_ns
-
-
-def _service_name(s: Span, r: ResourceView) -> Any:
-    return s.attributes.get("service") or r.service_name
-
-
-def _entry(s: Span, r: ResourceView) -> str:
+def _entry(s: SpanData) -> str:
     prefix, sep, _ = s.name.partition(":")
     if sep and prefix in ENTRY_KINDS:
         return prefix
@@ -150,42 +119,42 @@ def _entry(s: Span, r: ResourceView) -> str:
     return kind if isinstance(kind, str) and kind in ENTRY_KINDS else ""
 
 
-def events_as_dicts(s: Span) -> list[dict[str, Any]]:
-    return [{"name": name, "time_unix_nano": ts, "attributes": attrs} for name, ts, attrs in s._events or ()]
+def events_as_dicts(s: SpanData) -> list[dict[str, Any]]:
+    return [{"name": e.name, "time_unix_nano": e.time_unix_nano, "attributes": e.attributes} for e in s.events]
 
 
 _GETTERS: dict[str, Getter] = {
-    "trace_id": lambda s, r: "%032x" % s._tid,
-    "span_id": lambda s, r: "%016x" % s._sid,
-    "parent_span_id": lambda s, r: "%016x" % s._pid if s._pid else "",
-    "name": lambda s, r: s.name,
-    "kind": lambda s, r: s.kind,
-    "service_name": _service_name,
-    "target": lambda s, r: s.attributes.get("target", ""),
-    "status": lambda s, r: s.status,
-    "status_code": lambda s, r: s.status_code,
-    "status_message": lambda s, r: s.status_message,
-    "start_time_unix_nano": lambda s, r: _start(s),
-    "end_time_unix_nano": lambda s, r: _end(s),
-    "duration_ms": lambda s, r: (s._t1 - s._t0) / 1e6,
-    "duration_nano": lambda s, r: s._t1 - s._t0,
-    "start_ms": lambda s, r: _start(s) // 1_000_000,
-    "end_ms": lambda s, r: _end(s) // 1_000_000,
-    "timestamp": lambda s, r: rfc3339(_start(s)),
-    "time": lambda s, r: local_ms(_start(s)),
-    "ts": lambda s, r: local_us(_start(s)),
-    "attributes": lambda s, r: s.attributes,
-    "resource": lambda s, r: r.attributes,
-    "project": lambda s, r: r.project,
-    "profile": lambda s, r: r.profile,
-    "role": lambda s, r: r.role,
-    "node": lambda s, r: r.node,
-    "instance": lambda s, r: r.instance,
+    "trace_id": lambda s: s.trace_id,
+    "span_id": lambda s: s.span_id,
+    "parent_span_id": lambda s: s.parent_span_id,
+    "name": lambda s: s.name,
+    "kind": lambda s: s.kind,
+    "service_name": lambda s: s.service_name,
+    "target": lambda s: s.attributes.get("target", ""),
+    "status": lambda s: s.status,
+    "status_code": lambda s: s.status_code,
+    "status_message": lambda s: s.status_message,
+    "start_time_unix_nano": lambda s: s.start_time_unix_nano,
+    "end_time_unix_nano": lambda s: s.end_time_unix_nano,
+    "duration_ms": lambda s: (s.end_time_unix_nano - s.start_time_unix_nano) / 1e6,
+    "duration_nano": lambda s: s.end_time_unix_nano - s.start_time_unix_nano,
+    "start_ms": lambda s: s.start_time_unix_nano // 1_000_000,
+    "end_ms": lambda s: s.end_time_unix_nano // 1_000_000,
+    "timestamp": lambda s: rfc3339(s.start_time_unix_nano),
+    "time": lambda s: local_ms(s.start_time_unix_nano),
+    "ts": lambda s: local_us(s.start_time_unix_nano),
+    "attributes": lambda s: s.attributes,
+    "resource": lambda s: s.resource.attributes,
+    "project": lambda s: s.resource.project,
+    "profile": lambda s: s.resource.profile,
+    "role": lambda s: s.resource.role,
+    "node": lambda s: s.resource.node,
+    "instance": lambda s: s.resource.instance,
     "entry": _entry,
-    "events": lambda s, r: events_as_dicts(s),
+    "events": events_as_dicts,
 }
 
-# SPEC §5 aliases → canonical names.
+# Aliases (the names the seed's format placeholders also accept) → canonical names.
 ALIASES: dict[str, str] = {
     "start": "start_time_unix_nano",
     "end": "end_time_unix_nano",
@@ -201,11 +170,11 @@ ALIASES: dict[str, str] = {
     "traceId": "trace_id",
     "spanId": "span_id",
     "parentSpanId": "parent_span_id",
-    "parent_id": "parent_span_id",
     "durationMs": "duration_ms",
     "costMs": "duration_ms",
     "startMs": "start_ms",
     "endMs": "end_ms",
+    "parent_id": "parent_span_id",
 }
 
 FIELD_NAMES: frozenset[str] = frozenset(_GETTERS) | frozenset(ALIASES) | {"flag"}
@@ -220,234 +189,104 @@ def field_getter(name: str, flag: str = "") -> Getter | None:
     """The getter for a field name or alias, ``attributes.<key>``/``attrs.<key>`` or
     ``resource.<key>``; ``None`` when the name is unknown."""
     if name == "flag":
-        return lambda s, r: flag
+        return lambda s: flag
     head, dot, key = name.partition(".")
     if dot and key:
         if head in ("attributes", "attrs"):
-            return lambda s, r: s.attributes.get(key)
+            return lambda s: s.attributes.get(key)
         if head == "resource":
-            return lambda s, r: r.attributes.get(key)
+            return lambda s: s.resource.attributes.get(key)
         return None
     return _GETTERS.get(canonical_name(name))
 
 
-def span_record(s: Span, r: ResourceView, flag: str = "") -> dict[str, Any]:
-    """The stable schema record of one finished span (``DEFAULT_FIELDS`` order),
-    plus ``events`` when the span has some and ``flag`` when the connection sets one."""
-    off = _span._clock_offset_ns
-    t0 = s._t0
-    start = t0 + off
-    end = s._t1 + off
+# -- record steps --------------------------------------------------------------------
+def stable_record(s: SpanData, flag: str = "") -> Record:
+    """The stable schema's record of one span (``DEFAULT_FIELDS`` order), plus
+    ``events`` when the span has some and ``flag`` when the connection sets one. The
+    resource is its JSON, encoded once per process."""
+    start = s.start_time_unix_nano
+    end = s.end_time_unix_nano
     attrs = s.attributes
-    pid = s._pid
-    status = s._status or _OK
+    resource = s.resource
+    service = attrs.get("service")
     record = {
-        "trace_id": "%032x" % s._tid,
-        "span_id": "%016x" % s._sid,
-        "parent_span_id": "%016x" % pid if pid else "",
+        "trace_id": s.trace_id,
+        "span_id": s.span_id,
+        "parent_span_id": s.parent_span_id,
         "name": s.name,
         "kind": s.kind,
-        "service_name": attrs.get("service") or r.service_name,
+        "service_name": service if service.__class__ is str and service else resource.service_name,
         "target": attrs.get("target", ""),
-        "status": status[0],
-        "status_code": status[1],
-        "status_message": status[2],
+        "status": s.status,
+        "status_code": s.status_code,
+        "status_message": s.status_message,
         "start_time_unix_nano": start,
         "end_time_unix_nano": end,
-        "duration_ms": (s._t1 - t0) / 1e6,
+        "duration_ms": (end - start) / 1e6,
         "start_ms": start // 1_000_000,
         "end_ms": end // 1_000_000,
         "timestamp": rfc3339(start),
         "attributes": attrs,
-        "resource": r.attributes,
-        "project": r.project,
-        "profile": r.profile,
-        "node": r.node,
+        "resource": resource.json,
+        "project": resource.project,
+        "profile": resource.profile,
+        "node": resource.node,
     }
-    if s._events:
+    if s.events:
         record["events"] = events_as_dicts(s)
     if flag:
         record["flag"] = flag
     return record
 
 
-class StableJSONLine:
-    """``span_record`` + ``encode_json`` for the stable schema, built as one f-string:
-    about 20% cheaper per span. Names are low-cardinality, so their JSON form is
-    cached; the resource, project, profile and node are serialised once."""
+class FieldSelection:
+    """``fields = ["trace_id", "name", ...]``: exactly those fields, keyed as given."""
 
-    __slots__ = ("_last_trace", "_names", "_resource", "_service", "_tail")
+    __slots__ = ("plan",)
 
-    def __init__(self, resource: ResourceView, flag: str = "") -> None:
-        self._resource = resource
-        tail = (
-            f',"resource":{_js(resource.attributes)},"project":{_js(resource.project)}'
-            f',"profile":{_js(resource.profile)},"node":{_js(resource.node)}'
-        )
-        self._tail = tail + (f',"flag":{_js(flag)}' if flag else "")
-        self._names: dict[str, str] = {}
-        self._service = _js(resource.service_name)
-        self._last_trace: tuple[int, str] = (0, "")  # spans of one trace arrive together
-
-    def _cache(self, text: str) -> str:
-        """The JSON form of a low-cardinality string (span name, route), remembered."""
-        if len(self._names) > 10_000:  # bounded, whatever the app names its spans
-            self._names.clear()
-        encoded = self._names[text] = _js(text)
-        return encoded
-
-    def __call__(self, s: Span) -> str:
-        global _utc_text_cache
-        off = _span._clock_offset_ns
-        t0 = s._t0
-        t1 = s._t1
-        # Unix-ns values have 19 digits: the ms and µs parts are slices of their text,
-        # cheaper than big-int division (these are 3-digit ints for CPython).
-        start = str(t0 + off)
-        end = str(t1 + off)
-        attrs = s.attributes
-        names = self._names
-        name_json = names.get(s.name) or self._cache(s.name)
-        seconds = start[:-9]
-        cached = _utc_text_cache
-        if cached[0] != seconds:
-            cached = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(seconds))))
-            _utc_text_cache = cached
-        pid = s._pid
-        st = s._status
-        if st is None:
-            status = '"status":"ok","status_code":0,"status_message":""'
-        else:
-            status = f'"status":"{st[0]}","status_code":{int(st[1])},"status_message":{_js(st[2])}'
-        service = attrs.get("service")
-        if service:
-            service_json = names.get(service) or self._cache(service) if service.__class__ is str else _js(service)
-        else:
-            service_json = self._service
-        target = attrs.get("target")
-        if target is None:
-            target_json = _EMPTY
-        else:  # routes and view paths: few distinct values, so cached like names
-            target_json = names.get(target) or self._cache(target) if target.__class__ is str else _js(target)
-        tid = s._tid
-        last = self._last_trace
-        if last[0] != tid:
-            last = self._last_trace = (tid, "%032x" % tid)
-        line = (
-            f'{{"trace_id":"{last[1]}","span_id":"{"%016x" % s._sid}",'
-            f'"parent_span_id":"{"%016x" % pid if pid else ""}","name":{name_json},"kind":"{s.kind}",'
-            f'"service_name":{service_json},"target":{target_json},{status},'
-            f'"start_time_unix_nano":{start},"end_time_unix_nano":{end},"duration_ms":{(t1 - t0) / 1e6!r},'
-            f'"start_ms":{start[:-6]},"end_ms":{end[:-6]},'
-            f'"timestamp":"{cached[1]}.{start[-9:-3]}Z",'
-            f'"attributes":{encode_json(attrs).decode("utf-8")}{self._tail}'
-        )
-        if s._events:
-            line += f',"events":{encode_json(events_as_dicts(s)).decode("utf-8")}}}'
-        else:
-            line += "}"
-        return line
-
-
-_utc_text_cache: tuple[str, str] = ("", "")
-_EMPTY = '""'
-
-
-class PyStableLines:
-    """The stable schema's lines in pure Python: ``StableJSONLine`` per span."""
-
-    __slots__ = ("line",)
-
-    def __init__(self, resource: ResourceView, flag: str = "") -> None:
-        self.line: Callable[[Span], str] = StableJSONLine(resource, flag)
-
-    def chunk(self, spans: Sequence[Span], start: int, stop: int) -> bytes:
-        """The lines of ``spans[start:stop]``, each followed by a newline, as UTF-8."""
-        line = self.line
-        return ("\n".join([line(s) for s in spans[start:stop]]) + "\n").encode("utf-8", "replace")
-
-
-class CStableLines:
-    """The same lines from the C encoder (``infratrace._speedups.StableLines``), which
-    hands the spans it does not handle (events, nested attribute values, ...) to
-    ``StableJSONLine``: byte for byte the lines of ``PyStableLines``."""
-
-    __slots__ = ("_c", "python")
-
-    def __init__(self, resource: ResourceView, flag: str = "") -> None:
-        self.python = StableJSONLine(resource, flag)
-        self._c: Any = _speedups.StableLines(self.python._tail, self.python._service, self.python)
-
-    def line(self, s: Span) -> str:
-        """One line, without its newline."""
-        return self._c.line(s, _span._clock_offset_ns)  # type: ignore[no-any-return]
-
-    def chunk(self, spans: Sequence[Span], start: int, stop: int) -> bytes:
-        """The lines of ``spans[start:stop]``, each followed by a newline, as UTF-8."""
-        return self._c.chunk(spans, start, stop, _span._clock_offset_ns)  # type: ignore[no-any-return]
-
-
-def speedups_enabled() -> bool:
-    """The C encoder is built and ``INFRATRACE_PURE_PYTHON`` is unset (or ``0``)."""
-    return _speedups is not None and hasattr(_speedups, "StableLines") and not _span.pure_python_requested()
-
-
-def stable_line_encoder(resource: ResourceView, flag: str = "") -> PyStableLines | CStableLines:
-    """The fastest stable-schema encoder available: ``line(span) -> str`` and
-    ``chunk(spans, start, stop) -> bytes``."""
-    if speedups_enabled():
-        try:
-            return CStableLines(resource, flag)
-        except (TypeError, ValueError):  # pragma: no cover - e.g. a tail it cannot hold
-            pass
-    return PyStableLines(resource, flag)
-
-
-def _js(value: Any) -> str:
-    return encode_json(value).decode("utf-8")
-
-
-class RecordShape:
-    """The ``fields`` of a connection: ``None`` → the stable schema; a list → exactly
-    those fields, keyed by the names given; a table → the stable schema with the
-    listed fields renamed (and any non-default field listed there added)."""
-
-    __slots__ = ("_flag", "_plan", "_renamed")
-
-    def __init__(self, fields: Sequence[str] | Mapping[str, str] | None, flag: str = "") -> None:
-        self._flag = flag
-        self._plan: list[tuple[str, Getter]] | None = None
-        self._renamed: dict[str, str] | None = None
-        if fields is None:
-            return
-        if isinstance(fields, Mapping):
-            renames = {canonical_name(src): dst for src, dst in fields.items()}
-            plan: list[tuple[str, Getter]] = []
-            for name in DEFAULT_FIELDS:
-                plan.append((renames.pop(name, name), _GETTERS[name]))
-            for src, dst in renames.items():
-                getter = field_getter(src, flag)
-                if getter is not None:
-                    plan.append((dst, getter))
-            self._plan = plan
-        else:
-            self._plan = []
-            for name in fields:
-                getter = field_getter(name, flag)
-                if getter is not None:
-                    self._plan.append((name, getter))
+    def __init__(self, names: Sequence[str], flag: str = "") -> None:
+        self.plan = [(name, getter) for name in names if (getter := field_getter(name, flag)) is not None]
 
     @property
     def keys(self) -> list[str]:
-        """The output keys, in order (the stable schema when ``fields`` is unset)."""
-        if self._plan is None:
-            return list(DEFAULT_FIELDS)
-        return [key for key, _ in self._plan]
+        return [key for key, _ in self.plan]
 
-    def __call__(self, s: Span, r: ResourceView) -> dict[str, Any]:
-        if self._plan is None:
-            return span_record(s, r, self._flag)
-        return {key: getter(s, r) for key, getter in self._plan}
+    def __call__(self, s: SpanData) -> Record:
+        return {key: getter(s) for key, getter in self.plan}
+
+
+class FieldRenames(FieldSelection):
+    """``fields = { trace_id = "tid" }``: the stable schema with the listed fields
+    renamed, and any field listed there that the schema lacks added."""
+
+    __slots__ = ()
+
+    def __init__(self, renames: Mapping[str, str], flag: str = "") -> None:
+        wanted = {canonical_name(src): dst for src, dst in renames.items()}
+        self.plan = [(wanted.pop(name, name), _GETTERS[name]) for name in DEFAULT_FIELDS]
+        self.plan += [(dst, getter) for src, dst in wanted.items() if (getter := field_getter(src, flag)) is not None]
+
+
+def record_step(fields: Sequence[str] | Mapping[str, str] | None, flag: str = "") -> RecordStep:
+    """The record step for a connection's ``fields`` (``None``: the stable schema)."""
+    if fields is None:
+        return (lambda s: stable_record(s, flag)) if flag else stable_record
+    if isinstance(fields, Mapping):
+        return FieldRenames(fields, flag)
+    return FieldSelection(fields, flag)
+
+
+def record_keys(fields: Sequence[str] | Mapping[str, str] | None, flag: str = "") -> list[str]:
+    """The keys a connection's records have, in order."""
+    step = record_step(fields, flag)
+    return step.keys if isinstance(step, FieldSelection) else list(DEFAULT_FIELDS)
+
+
+# -- encoding steps ------------------------------------------------------------------
+def json_line(record: Record) -> str:
+    """One JSON line (without its newline)."""
+    return encode_json(record).decode("utf-8")
 
 
 _PLACEHOLDER = re.compile(r"%([A-Za-z_][A-Za-z0-9_.\-]*)%")
@@ -463,17 +302,17 @@ def _render(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     if isinstance(value, (dict, list)):
-        return encode_json(value).decode("utf-8")
+        return json_line(value)  # type: ignore[arg-type]
     if value is None:
         return ""
     return str(value)
 
 
-class LineFormat:
-    """A ``format`` template such as ``"%time% [%status%] %name% cost=%costMs%ms"``.
-
-    Unknown placeholders are rejected by the config loader; text between
-    placeholders is kept as it is."""
+class FormatLine:
+    """A ``format`` template such as ``"%time% [%status%] %name% cost=%costMs%ms"``:
+    one text line per span. Unknown placeholders are rejected by the config loader;
+    text between placeholders is kept as it is, and a newline inside a value is
+    written as ``\\n`` so one span stays one line."""
 
     __slots__ = ("_parts",)
 
@@ -492,39 +331,13 @@ class LineFormat:
             parts.append(template[pos:])
         self._parts = parts
 
-    def __call__(self, s: Span, r: ResourceView) -> str:
-        return "".join(p if isinstance(p, str) else _render(p(s, r)) for p in self._parts)
+    def __call__(self, s: SpanData) -> str:
+        return "".join(p if isinstance(p, str) else _render(p(s)) for p in self._parts).replace("\n", "\\n")
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    try:
-        return str(value)
-    except Exception:
-        return f"<unprintable {type(value).__name__}>"
-
-
-if _orjson is not None:
-    _dumps = _orjson.dumps
-
-    def encode_json(value: Any) -> bytes:
-        """Compact UTF-8 JSON; values JSON cannot hold are written as their ``str()``."""
-        try:
-            return _dumps(value, default=_json_default)  # type: ignore[no-any-return]
-        except TypeError:  # e.g. an int beyond 64 bits: the slower encoder copes
-            return _stdlib_json(value)
-
-else:  # pragma: no cover
-
-    def encode_json(value: Any) -> bytes:
-        """Compact UTF-8 JSON; values JSON cannot hold are written as their ``str()``."""
-        return _stdlib_json(value)
-
-
-def _stdlib_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default, skipkeys=True).encode(
-        "utf-8", "replace"
-    )
+def line_encoder(config: ConnectionConfig) -> Callable[[SpanData], str]:
+    """A connection's whole chain: span record → one line of text (no newline)."""
+    if not config.json:
+        return FormatLine(config.format, config.flag)
+    record = record_step(config.fields, config.flag)
+    return lambda s: json_line(record(s))

@@ -1,11 +1,12 @@
-"""The buffered, sampled, multi-connection pipeline (DESIGN.md, "pipeline contract").
+"""The buffered, sampled, multi-connection pipeline.
 
-``submit()`` is all that runs on the application's thread: an append to a bounded
+``append()`` is all that runs on the application's thread: an append to a bounded
 deque. A flusher thread drains that queue every ``timeout`` (or when half of it
-fills), samples each span per connection and hands the kept ones to that connection's
-runner; each runner has its own thread and bounded backlog, so a slow or dead
-destination delays and drops only its own spans. Every span is counted somewhere:
-per connection, ``written + dropped + sampled_out + backlog == ended``.
+fills), turns each span into its :class:`SpanData` once, samples the records per
+connection and hands the kept ones to that connection's runner; each runner has its
+own thread and bounded backlog, so a slow or dead destination delays and drops only
+its own spans. Every span is counted somewhere: per connection,
+``written + dropped + sampled_out + backlog == ended``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._config import Config, ConnectionConfig
-from ._fields import ResourceView
 from ._registry import Driver
 from ._sampling import Sampler
-from ._span import Span, refresh_clock_offset
+from ._span import Span
+from ._spandata import Resource, SpanData, refresh_clock_offset, snapshot
 
 __all__ = ["ConnectionRunner", "Pipeline", "dynamic_factor"]
 
@@ -31,7 +32,8 @@ CLOCK_REFRESH_INTERVAL = 30.0
 
 
 def dynamic_factor(load: float) -> float:
-    """SPEC §7: shed load by sampling harder as the shared queue fills."""
+    """Shed load by sampling harder as a connection's backlog fills: 0.5 at 80 %,
+    0.2 at 90 %, 0.1 at 95 %."""
     if load >= 0.95:
         return 0.1
     if load >= 0.90:
@@ -44,17 +46,16 @@ def dynamic_factor(load: float) -> float:
 class ConnectionRunner:
     """One connection: its sampler, its bounded backlog and the thread that writes."""
 
-    def __init__(self, config: ConnectionConfig, driver: Driver, resource: ResourceView) -> None:
+    def __init__(self, config: ConnectionConfig, driver: Driver) -> None:
         self.name = config.name
         self.config = config
         self.driver = driver
-        self.resource = resource
         self.sampler = Sampler(config.sample)
         self.factor = 1.0
         # Four times the shared queue: a runner thread may wait several GIL switch
         # intervals (5 ms each) before it can write, while the app keeps ending spans.
         self.capacity = 4 * config.buffer
-        self._backlog: deque[Span] = deque()
+        self._backlog: deque[SpanData] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._write_lock = threading.Lock()
         self._stopping = False
@@ -77,13 +78,13 @@ class ConnectionRunner:
         self._thread.start()
 
     # -- flusher side ---------------------------------------------------------------
-    def accept(self, spans: Sequence[Span]) -> None:
-        # SPEC §7's dynamic factor, from this connection's own backlog: the queue that
+    def accept(self, spans: Sequence[SpanData]) -> None:
+        # The dynamic factor, from this connection's own backlog: the queue that
         # fills when its destination cannot keep up (see docs/pipeline.md).
         factor = self.factor = dynamic_factor(len(self._backlog) / self.capacity)
         sampler = self.sampler
         if sampler.keeps_everything and factor >= 1.0:
-            kept: Sequence[Span] = spans
+            kept: Sequence[SpanData] = spans
         else:
             keep = sampler.keep
             kept = [s for s in spans if keep(s, factor)]
@@ -117,10 +118,10 @@ class ConnectionRunner:
                 self._done += len(batch)
                 cond.notify_all()
 
-    def _write(self, batch: list[Span]) -> None:
+    def _write(self, batch: list[SpanData]) -> None:
         with self._write_lock:
             try:
-                self.driver.write(batch, self.resource)
+                self.driver.write(batch)
             except Exception as exc:  # a destination's failure never reaches the app
                 self.write_errors += 1
                 self.dropped_failed += len(batch)
@@ -208,10 +209,8 @@ class Pipeline:
 
     def __init__(self, config: Config, drivers: Sequence[Driver]) -> None:
         self.config = config
-        self.resource = ResourceView({**config.resource, "process.pid": os.getpid()})
-        self.runners = [
-            ConnectionRunner(conn, driver, self.resource) for conn, driver in zip(config.connections, drivers, strict=True)
-        ]
+        self.resource = Resource({**config.resource, "process.pid": os.getpid()})
+        self.runners = [ConnectionRunner(conn, driver) for conn, driver in zip(config.connections, drivers, strict=True)]
         self.capacity = max((c.buffer for c in config.connections), default=1024)
         self._wake_at = max(1, self.capacity // 2)
         self.interval = min((c.timeout for c in config.connections), default=0.2)
@@ -236,14 +235,15 @@ class Pipeline:
         self._thread.start()
 
     # -- application side (hot path) ----------------------------------------------
-    def submit(self, span: Span) -> None:
+    def append(self, span: Span) -> None:
+        """Take an ended span (the :class:`~infratrace._span.SpanSink` contract)."""
         queue = self._queue
         queue.append(span)
         if len(queue) >= self._wake_at:
             self._after_append()
 
     def _after_append(self) -> None:
-        """The queue reached ``_wake_at`` (the C span calls this after its own append)."""
+        """The queue reached ``_wake_at``: wake the flusher, or drain it here when full."""
         if len(self._queue) >= self.capacity or self._closed:
             self._submit_slow()
         elif not self._waking:
@@ -290,7 +290,16 @@ class Pipeline:
             if not count:
                 return 0
             popleft = queue.popleft
-            batch = [popleft() for _ in range(count)]
+            resource = self.resource
+            batch: list[SpanData] = []
+            for _ in range(count):
+                span = popleft()
+                try:
+                    batch.append(snapshot(span, resource))
+                except Exception as exc:  # pragma: no cover - snapshot converts what it cannot read
+                    for runner in self.runners:
+                        runner.dropped_failed += 1
+                        runner._report(exc, 1)
             self.queued += count
             self.flushes += 1
             self.flushed_spans += count
@@ -298,8 +307,8 @@ class Pipeline:
                 try:
                     runner.accept(batch)
                 except Exception as exc:  # pragma: no cover - defensive
-                    runner.dropped_failed += count
-                    runner._report(exc, count)
+                    runner.dropped_failed += len(batch)
+                    runner._report(exc, len(batch))
             return count
 
     def force_flush(self, timeout: float | None = None) -> bool:

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
-from ._span import NonRecordingSpan, Span, SpanContext, _speedups, current_span
+from ._span import NonRecordingSpan, Span, SpanContext, current_span
 
 __all__ = ["extract", "format_traceparent", "inject", "parse_traceparent"]
 
@@ -21,10 +21,9 @@ _TRACESTATE_MEMBER = re.compile(
 MAX_TRACESTATE_MEMBERS = 32
 
 
-def parse_traceparent_py(value: str, tracestate: str = "") -> SpanContext | None:
+def parse_traceparent(value: str, tracestate: str = "") -> SpanContext | None:
     """Parse one ``traceparent`` value (and its ``tracestate``); ``None`` when it is not
-    valid. This is :func:`parse_traceparent` in pure Python, the reference for the C
-    version."""
+    valid."""
     value = value.strip()
     match = _TRACEPARENT.fullmatch(value)
     if match is None:
@@ -54,14 +53,6 @@ def _clean_tracestate(value: str) -> str:
         if not _TRACESTATE_MEMBER.fullmatch(member):
             return ""
     return ",".join(members)
-
-
-# parse_traceparent(value, tracestate=""): the C parser (csrc/speedups/span.c: the
-# same rules, the SpanContext made without a Python call), or the pure-Python one.
-parse_traceparent: Callable[..., SpanContext | None] = parse_traceparent_py
-if _speedups is not None:
-    _speedups.install_context(SpanContext, _clean_tracestate, parse_traceparent_py)
-    parse_traceparent = _speedups.parse_traceparent
 
 
 def _lookup(carrier: Mapping[str, Any], name: str) -> str:

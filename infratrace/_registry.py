@@ -3,7 +3,7 @@ entry-point group for third-party packages.
 
 A driver factory is called with the validated :class:`ConnectionConfig` at
 ``configure()`` (so a bad ``setting`` fails there) and returns an object with
-``write(spans, resource)`` and ``close()``."""
+``write(spans)`` and ``close()``."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from ._config import ConnectionConfig
 from ._errors import ConfigError
-from ._fields import ResourceView
-from ._span import Span
+from ._spandata import SpanData
 
 __all__ = ["Driver", "DriverFactory", "available_drivers", "get_driver_factory", "register_driver"]
 
@@ -25,12 +24,14 @@ ENTRY_POINT_GROUP = "infratrace.drivers"
 
 @runtime_checkable
 class Driver(Protocol):
-    """Turns a batch of finished spans into bytes at one destination.
+    """Turns a batch of ended spans into bytes at one destination.
 
-    ``write`` runs on the connection's own background thread; it may block on I/O and
-    raise — the pipeline counts the failure, reports it and drops that batch."""
+    ``write`` runs on the connection's own background thread with the spans it kept,
+    as immutable :class:`~infratrace.SpanData` records (the resource is on each); it
+    may block on I/O and raise — the pipeline counts the failure, reports it and drops
+    that batch."""
 
-    def write(self, spans: Sequence[Span], resource: ResourceView) -> None: ...
+    def write(self, spans: Sequence[SpanData]) -> None: ...
 
     def close(self) -> None: ...
 

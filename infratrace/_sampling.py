@@ -1,10 +1,10 @@
-"""Per-connection sampling (SPEC §2): rules, attrs, always-keep-errors and a
+"""Per-connection sampling: rules, attrs, always-keep-errors and a
 deterministic hash so every span of a trace gets the same decision on a connection."""
 
 from __future__ import annotations
 
 from ._config import SampleConfig, SampleRule
-from ._span import STATUS_ERROR, Span
+from ._spandata import SpanData
 
 __all__ = ["Sampler", "hash01"]
 
@@ -25,7 +25,7 @@ def hash01(value: int) -> float:
     return _mix64((value ^ (value >> 64)) & _MASK64) / _TWO64
 
 
-def _rule_matches(rule: SampleRule, span: Span) -> bool:
+def _rule_matches(rule: SampleRule, span: SpanData) -> bool:
     name = rule.name
     if name:
         if name.endswith("*"):
@@ -58,14 +58,14 @@ class Sampler:
         self.rules = config.rules
         self.keeps_everything = not config.rules and config.rate >= 1.0
 
-    def ratio_for(self, span: Span) -> float:
+    def ratio_for(self, span: SpanData) -> float:
         for rule in self.rules:
             if _rule_matches(rule, span):
                 return rule.ratio
         return self.rate
 
-    def keep(self, span: Span, factor: float = 1.0) -> bool:
-        if self.keep_errors and span.status == STATUS_ERROR:
+    def keep(self, span: SpanData, factor: float = 1.0) -> bool:
+        if self.keep_errors and span.status == "error":
             return True
         ratio = (self.ratio_for(span) if self.rules else self.rate) * factor
         if ratio >= 1.0:
@@ -74,9 +74,9 @@ class Sampler:
             return False
         key = self.key
         if key == "trace_id":
-            value = span._tid
+            value = int(span.trace_id, 16)
         elif key == "span_id":
-            value = span._sid
+            value = int(span.span_id, 16)
         else:
-            value = span._tid ^ (span._sid * 0x9E3779B97F4A7C15)
+            value = int(span.trace_id, 16) ^ (int(span.span_id, 16) * 0x9E3779B97F4A7C15)
         return hash01(value) <= ratio

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from . import _span
+from . import _span, _spandata
 from ._budget import _active as _active_budget
 from ._budget import dropped_total
 from ._config import Config, load_config
@@ -31,6 +31,7 @@ from ._span import (
     Parent,
     Span,
     _current,
+    set_sink,
 )
 
 __all__ = ["TraceHook", "Tracer", "get_hook", "set_hook", "trace_attrs"]
@@ -86,7 +87,43 @@ class TraceHook(Protocol):
         *,
         kind: str | None = None,
         parent: Parent | None = None,
-    ) -> Any: ...
+        start_time: int | None = None,
+    ) -> Span | NonRecordingSpan:
+        """Begin a span; it is the current span until it ends. Use it as a context
+        manager (``with``/``async with``) or call ``.end()``. ``kind`` is one of
+        ``internal server client producer consumer`` (default: implied by
+        ``attrs["kind"]``); ``parent`` defaults to the current span (pass an
+        :func:`infratrace.extract`-ed context to continue a remote trace);
+        ``start_time`` (Unix ns) backdates the start."""
+        # start_span's body, repeated on purpose: begin() runs for every span, and a
+        # call less is a tenth of its cost.
+        try:
+            if parent is None:
+                parent = _current.get()
+            budget = _active_budget.get()
+            if budget is not None and not budget.take():
+                return NonRecordingSpan(_safe_name(name), parent)
+            if attrs:
+                attributes = dict(attrs)
+                if kind is None:
+                    kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL)  # type: ignore[arg-type]
+            else:
+                attributes = {}
+            if kind is None:
+                kind = INTERNAL
+            elif kind not in _KIND_SET:
+                kind = _DEFAULT_SPAN_KIND.get(kind, INTERNAL)
+            span = Span(
+                name if name.__class__ is str else _safe_name(name),
+                attributes,
+                kind,
+                parent,
+                0 if start_time is None else start_time - _spandata._clock_offset_ns,
+            )
+            span._token = _current.set(span)
+            return span
+        except Exception:  # e.g. a parent that is not a span: never raise into the app
+            return NonRecordingSpan(_safe_name(name), None, make_current=False)
 
     def start_span(
         self,
@@ -95,7 +132,30 @@ class TraceHook(Protocol):
         *,
         kind: str | None = None,
         parent: Parent | None = None,
-    ) -> Any: ...
+        start_time: int | None = None,
+    ) -> Span | NonRecordingSpan:
+        """Like :meth:`begin` but the span does not become the current span (for
+        work that outlives the caller's context: generators, streamed bodies)."""
+        try:
+            if parent is None:
+                parent = _current.get()
+            budget = _active_budget.get()
+            if budget is not None and not budget.take():
+                return NonRecordingSpan(_safe_name(name), parent, make_current=False)
+            attributes = dict(attrs) if attrs else {}
+            if kind is None:
+                kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
+            elif kind not in _KIND_SET:
+                kind = _DEFAULT_SPAN_KIND.get(kind, INTERNAL)
+            return Span(
+                name if name.__class__ is str else _safe_name(name),
+                attributes,
+                kind,
+                parent,
+                0 if start_time is None else start_time - _spandata._clock_offset_ns,
+            )
+        except Exception:
+            return NonRecordingSpan(_safe_name(name), None, make_current=False)
 
     def trace(self, name: str, attrs: Mapping[str, Any] | None = None) -> Any: ...
 
@@ -120,7 +180,6 @@ class Tracer:
         self._config: Config | None = None
         self._pipeline: Pipeline | None = None
         self._fork_held: list[threading.Lock] = []
-        self._submit: Callable[[Span], None] = self._submit_unconfigured
 
     # -- spans ------------------------------------------------------------------------
     def begin(
@@ -181,11 +240,10 @@ class Tracer:
                 return span
             if failed:
                 span.set_status(STATUS_ERROR, message)
-            span._t1 = span._t0
-            self._submit(span)
+            span.end(end_time=span.start_time_unix_nano)
             return span
         except Exception:
-            return NonRecordingSpan(str(name), None, make_current=False)
+            return NonRecordingSpan(_safe_name(name), None, make_current=False)
 
     def current_span(self) -> Span | NonRecordingSpan | None:
         return _current.get()
@@ -209,7 +267,6 @@ class Tracer:
             old = self._pipeline
             self._config = config
             self._pipeline = pipeline
-            self._submit = pipeline.submit
             if _hook is self:
                 self._install_sink()
         if old is not None:
@@ -217,18 +274,18 @@ class Tracer:
 
     def _install_sink(self) -> None:
         """Point ended spans at this tracer's pipeline (or at the lazy configuration)."""
-        pipeline = self._pipeline
-        if pipeline is None:
-            _span.set_sink(self._submit_unconfigured)
-        else:
-            _span.set_sink(pipeline.submit, pipeline)
+        set_sink(self if self._pipeline is None else self._pipeline)
 
-    def _submit_unconfigured(self, span: Span) -> None:
+    def append(self, span: Span) -> None:
+        """The sink until the tracer is configured: the first ended span configures it
+        from ``$INFRATRACE_CONFIG`` (or the defaults) and goes to the new pipeline."""
         try:
             with self._lock:
                 if self._pipeline is None:
                     self.configure(load_config(None))
-            self._submit(span)
+                pipeline = self._pipeline
+            if pipeline is not None:
+                pipeline.append(span)
         except Exception as exc:
             import sys
 
@@ -274,7 +331,6 @@ class Tracer:
         self._fork_held = []
         self._lock = threading.RLock()
         config, self._pipeline = self._config, None
-        self._submit = self._submit_unconfigured
         if _hook is self:
             self._install_sink()
         if config is not None:
@@ -314,64 +370,70 @@ def _empty_stats() -> dict[str, Any]:
 _tracer = Tracer()
 _hook: TraceHook = _tracer
 _tracer._install_sink()
-if _span._speedups is not None:  # the C hot path: begin/start_span of the built-in tracer
-    _span._speedups.install(
-        span_type=Span,
-        current=_current,
-        budget=_active_budget,
-        slow_start=_tracer.start_span,
-        apply_result=Span._apply_result,
-        leave=_span._leave,
-        default_kind=_DEFAULT_SPAN_KIND,
-        kinds={kind: kind for kind in KINDS},
-    )
 
 
 def get_hook() -> TraceHook:
-    return _hook
+    """The installed tracer (the built-in :class:`Tracer` unless :func:`set_hook` ran)."""
+    return _hook._hook if isinstance(_hook, _GuardedHook) else _hook
 
 
 def set_hook(hook: TraceHook | None) -> TraceHook:
     """Install a replacement tracer (``None`` restores the built-in one); returns the
-    previous hook. The public functions of ``infratrace`` call the hook installed now."""
+    previous hook. ``infratrace.begin`` & co. call the hook installed at the time of
+    the call, wherever they were imported from."""
     global _hook
     previous = _hook
     if hook is not None and not isinstance(hook, TraceHook):
         raise TypeError(f"{hook!r} does not implement TraceHook (begin, trace, configure, stats, force_flush, shutdown)")
-    _hook = hook if hook is not None else _tracer
+    _hook = _tracer if hook is None or hook is _tracer else _GuardedHook(hook)
     if _hook is _tracer:
         _tracer._install_sink()
-    _bind_public(_hook)
-    return previous
+    return previous._hook if isinstance(previous, _GuardedHook) else previous
 
 
-def _bind_public(hook: TraceHook) -> None:
-    """``infratrace.begin``/``start_span``/``trace`` are the hook's bound methods
-    themselves (no wrapper call on the hot path); rebound when the hook changes."""
-    import infratrace
+class _GuardedHook:
+    """A third-party hook behind a guard: its failures must not reach the application
+    (a span that fails to begin is a :class:`NonRecordingSpan` in the same trace)."""
 
-    if hook is _tracer:  # never raises: bound as is (the C versions when built)
-        speedups = _span._speedups
-        infratrace.begin = hook.begin if speedups is None else speedups.begin
-        infratrace.start_span = hook.start_span if speedups is None else speedups.start_span
-        infratrace.trace = hook.trace
-        return
-    # A third-party hook gets a guard: its failures must not reach the application.
-    infratrace.begin = _guarded(hook.begin, make_current=True)
-    infratrace.start_span = _guarded(hook.start_span, make_current=False)
-    infratrace.trace = _guarded(hook.trace, make_current=False)
+    def __init__(self, hook: TraceHook) -> None:
+        self._hook = hook
 
-
-def _guarded(method: Callable[..., Any], make_current: bool) -> Callable[..., Any]:
-    def call(name: str, attrs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+    def begin(self, name: str, attrs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         try:
-            return method(name, attrs, **kwargs)
+            return self._hook.begin(name, attrs, **kwargs)
         except Exception:
-            return NonRecordingSpan(str(name), _current.get(), make_current=make_current)
+            return NonRecordingSpan(_safe_name(name), _current.get())
 
-    call.__doc__ = method.__doc__
-    call.__name__ = getattr(method, "__name__", "call")
-    return call
+    def start_span(self, name: str, attrs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        try:
+            return self._hook.start_span(name, attrs, **kwargs)
+        except Exception:
+            return NonRecordingSpan(_safe_name(name), _current.get(), make_current=False)
+
+    def trace(self, name: str, attrs: Mapping[str, Any] | None = None) -> Any:
+        try:
+            return self._hook.trace(name, attrs)
+        except Exception:
+            return NonRecordingSpan(_safe_name(name), _current.get(), make_current=False)
+
+    def current_span(self) -> Any:
+        return self._hook.current_span()
+
+    def configure(self, config: Config) -> None:
+        self._hook.configure(config)
+
+    def stats(self) -> dict[str, Any]:
+        return self._hook.stats()
+
+    def force_flush(self, timeout: float | None = None) -> bool:
+        return self._hook.force_flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        return self._hook.shutdown(timeout)
+
+
+def _safe_name(name: object) -> str:
+    return _spandata.safe_str(name)
 
 
 def _at_exit() -> None:

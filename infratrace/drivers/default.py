@@ -1,5 +1,5 @@
 """``driver = "default"``: the console. Spans with status ``error`` go to stderr, all
-others to stdout (SPEC §6), as format lines or, with ``json = true``, JSON lines."""
+others to stdout, as format lines or, with ``json = true``, JSON lines."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .._config import ConnectionConfig
-from .._fields import ResourceView
-from .._span import STATUS_ERROR, Span
+from .._spandata import SpanData
 from ._lines import LineEncoder
 
 __all__ = ["ConsoleDriver"]
@@ -20,13 +19,13 @@ class ConsoleDriver:
         config.setting_reader().reject_unknown()
         self._encode = LineEncoder(config)
 
-    def write(self, spans: Sequence[Span], resource: ResourceView) -> None:
-        failed = [s for s in spans if s.status == STATUS_ERROR]
+    def write(self, spans: Sequence[SpanData]) -> None:
+        failed = [s for s in spans if s.status == "error"]
         if failed:
-            _emit(sys.stderr, self._encode, failed, resource)
-            spans = [s for s in spans if s.status != STATUS_ERROR]
+            _emit(sys.stderr, self._encode, failed)
+            spans = [s for s in spans if s.status != "error"]
         if spans:
-            _emit(sys.stdout, self._encode, spans, resource)
+            _emit(sys.stdout, self._encode, spans)
 
     def close(self) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -36,8 +35,8 @@ class ConsoleDriver:
                 pass
 
 
-def _emit(stream: TextIO, encoder: LineEncoder, spans: Sequence[Span], resource: ResourceView) -> None:
+def _emit(stream: TextIO, encoder: LineEncoder, spans: Sequence[SpanData]) -> None:
     # `stream` is looked up at write time, so redirected/captured streams are honoured.
-    for data, _ in encoder.chunks(spans, resource):
+    for data, _ in encoder.chunks(spans):
         stream.write(data.decode("utf-8", "replace"))
     stream.flush()

@@ -8,15 +8,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .._config import ConnectionConfig
-from .._fields import ResourceView
-from .._span import Span
+from .._spandata import SpanData
 
 
 class DiscardDriver:
     def __init__(self, config: ConnectionConfig) -> None:
         config.setting_reader().reject_unknown()
 
-    def write(self, spans: Sequence[Span], resource: ResourceView) -> None:
+    def write(self, spans: Sequence[SpanData]) -> None:
         pass
 
     def close(self) -> None:

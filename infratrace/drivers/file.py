@@ -21,8 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .._config import ConnectionConfig
-from .._fields import ResourceView
-from .._span import Span
+from .._spandata import SpanData
 from ._lines import LineEncoder
 
 __all__ = ["FileDriver"]
@@ -94,7 +93,7 @@ class FileDriver:
             raise setting.error("store", str(self.path.parent), f"cannot create the directory: {exc.strerror}") from None
 
     # -- the write path -------------------------------------------------------------
-    def write(self, spans: Sequence[Span], resource: ResourceView) -> None:
+    def write(self, spans: Sequence[SpanData]) -> None:
         if self.lock and self._lock_fd < 0:
             lock_path = self.path.with_name(f".{self.path.name}.lock")
             self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -107,22 +106,22 @@ class FileDriver:
             if self.slice and self._clock() >= self._window_end:
                 self._rotate()
             if self.max_size or self.max_lines:
-                self._write_limited(spans, resource)
+                self._write_limited(spans)
             else:
-                for data, count in self._encode.chunks(spans, resource):
+                for data, count in self._encode.chunks(spans):
                     self._append(data, count)
         finally:
             if self.lock:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _write_limited(self, spans: Sequence[Span], resource: ResourceView) -> None:
+    def _write_limited(self, spans: Sequence[SpanData]) -> None:
         """Line by line, rotating before a line that would pass ``maxsize`` or
         ``maxline``, so no file ever holds a partial line."""
         encode = self._encode
         buffer = bytearray()
         count = 0
         for span in spans:
-            line = encode.encode((span,), resource)
+            line = encode.encode((span,))
             pending = self._size + len(buffer)
             size_full = self.max_size and pending + len(line) > self.max_size
             lines_full = self.max_lines and self._lines + count >= self.max_lines

@@ -1,4 +1,4 @@
-"""``driver = "greptime"``: spans as rows of a GreptimeDB table (SPEC §6).
+"""``driver = "greptime"``: spans as rows of a GreptimeDB table.
 
 Two ways in, one row schema:
 
@@ -27,8 +27,9 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .._config import ConnectionConfig, SettingReader
 from .._errors import ConfigError, MissingExtraError
-from .._fields import FIELD_HELP, ResourceView, canonical_name, encode_json, field_getter
-from .._span import Span
+from .._fields import FIELD_HELP, canonical_name, field_getter
+from .._json import encode_json
+from .._spandata import SpanData
 from .._units import parse_duration
 from ._http import HttpSender, backoff_delay, basic_auth
 
@@ -48,10 +49,10 @@ _INT64 = (-(2**63), 2**63 - 1)
 _DSN_QUERY_KEYS = ("insecure", "tls", "timeout", "protocol")
 _FULLWIDTH_BACKSLASH = "\uff3c"
 
-Getter = Callable[[Span, ResourceView], Any]
+Getter = Callable[[SpanData], Any]
 
 
-def _start_ns(s: Span, r: ResourceView) -> int:
+def _start_ns(s: SpanData) -> int:
     return s.start_time_unix_nano
 
 
@@ -124,7 +125,7 @@ def _role_of(source: str) -> str:
 
 
 def columns_for(config: ConnectionConfig) -> list[Column]:
-    """The table's columns for a connection: the SPEC §6 set; a ``fields`` table renames
+    """The table's columns for a connection: the default set above; a ``fields`` table renames
     columns (and adds the non-default fields it names); a ``fields`` list selects
     columns, in its order. The time index is always there."""
     fields, flag = config.fields, config.flag
@@ -223,24 +224,24 @@ class LineProtocolEncoder:
         time_columns = [c for c in columns if c.role == TIME]
         self._time: Getter = time_columns[0].getter if time_columns else _start_ns
 
-    def line(self, s: Span, r: ResourceView) -> str:
+    def line(self, s: SpanData) -> str:
         parts = [self._measurement]
         for key, getter in self._tags:
-            value = _cell(TAG, getter(s, r))
+            value = _cell(TAG, getter(s))
             if value:  # line protocol has no empty tag values: an absent tag reads as null
                 parts.append(f",{key}={escape_key(value)}")
         fields: list[str] = []
         for key, role, getter in self._fields:
-            text = _field_text(role, getter(s, r))
+            text = _field_text(role, getter(s))
             if text is not None:
                 fields.append(f"{key}={text}")
         parts.append(" ")
         parts.append(",".join(fields))
-        parts.append(f" {int(self._time(s, r))}")
+        parts.append(f" {int(self._time(s))}")
         return "".join(parts)
 
-    def encode(self, spans: Iterable[Span], resource: ResourceView) -> bytes:
-        return "".join(self.line(s, resource) + "\n" for s in spans).encode("utf-8", "replace")
+    def encode(self, spans: Iterable[SpanData]) -> bytes:
+        return "".join(self.line(s) + "\n" for s in spans).encode("utf-8", "replace")
 
 
 def _field_text(role: str, value: Any) -> str | None:
@@ -420,24 +421,24 @@ class GreptimeDriver:
         self.failed_count = 0
 
     # -- rows ---------------------------------------------------------------------------
-    def rows(self, spans: Iterable[Span], resource: ResourceView) -> list[list[Any]]:
+    def rows(self, spans: Iterable[SpanData]) -> list[list[Any]]:
         """The gRPC rows: one list per span, in column order."""
         plan = [(c.role, c.getter) for c in self.columns]
-        return [[_cell(role, getter(s, resource)) for role, getter in plan] for s in spans]
+        return [[_cell(role, getter(s)) for role, getter in plan] for s in spans]
 
     def grpc_columns(self) -> list[Any]:
         """The ``greptimedb_ingester.Column`` schema sent with each insert."""
         return list(self._columns)
 
     # -- the driver protocol ------------------------------------------------------------
-    def write(self, spans: Sequence[Span], resource: ResourceView) -> None:
+    def write(self, spans: Sequence[SpanData]) -> None:
         if not spans:
             return
         if self._sender is not None:
-            self._sender.post(self._lines.encode(spans, resource), "text/plain; charset=utf-8")
+            self._sender.post(self._lines.encode(spans), "text/plain; charset=utf-8")
             self.rows_written += len(spans)
             return
-        self._insert(self.rows(spans, resource))
+        self._insert(self.rows(spans))
         self.rows_written += len(spans)
 
     def _insert(self, rows: list[list[Any]]) -> None:

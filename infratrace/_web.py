@@ -16,7 +16,7 @@ from typing import Any
 from ._budget import SpanBudget
 from ._errors import ConfigError
 from ._propagation import format_traceparent
-from ._span import NonRecordingSpan, Span, _speedups
+from ._span import NonRecordingSpan, Span
 
 __all__ = [
     "KNOWN_METHODS",
@@ -234,7 +234,7 @@ def request_attributes(
     return attrs
 
 
-def finish_http_span_py(
+def finish_http_span(
     span: AnySpan,
     status_code: int | None,
     exc: BaseException | None = None,
@@ -265,14 +265,6 @@ def finish_http_span_py(
             span.end()
         except Exception:
             pass
-
-
-# The C version (csrc/speedups/span.c) ends a running span that has no exception and
-# a status below 500 itself, and hands every other case to finish_http_span_py.
-finish_http_span: Callable[..., None] = finish_http_span_py
-if _speedups is not None:
-    _speedups.install_web(finish_http_span_py)
-    finish_http_span = _speedups.finish_http_span
 
 
 # -- validation helpers -----------------------------------------------------------------

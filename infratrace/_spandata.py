@@ -1,0 +1,224 @@
+"""The ended span as every driver reads it: one immutable :class:`SpanData` per span.
+
+The pipeline's background thread turns each ended :class:`~infratrace.Span` into a
+``SpanData`` exactly once (:func:`snapshot`), before sampling and before any driver sees
+it; every connection reads the same record. Attribute values are made safe for every
+output here, and only here (:func:`safe_attributes`): after the snapshot, a driver can
+rely on each value being a ``str``, ``bool``, 64-bit ``int``, finite ``float`` or a
+list of those.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._json import encode_json, json_fragment
+
+if TYPE_CHECKING:
+    from ._span import Span
+
+__all__ = ["AttributeValue", "Event", "Resource", "SpanData", "safe_attributes", "safe_str", "safe_value", "snapshot"]
+
+AttributeValue = str | bool | int | float | list[Any]
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+# Wall clock = monotonic clock + offset: spans read the monotonic clock only (one cheap
+# call per timestamp) and the snapshot adds the offset, refreshed by the pipeline so a
+# stepped system clock is followed.
+_clock_offset_ns: int = time.time_ns() - time.perf_counter_ns()
+
+
+def refresh_clock_offset() -> None:
+    global _clock_offset_ns
+    _clock_offset_ns = time.time_ns() - time.perf_counter_ns()
+
+
+def wall_ns(monotonic_ns: int) -> int:
+    """A ``time.perf_counter_ns()`` reading as Unix nanoseconds."""
+    return monotonic_ns + _clock_offset_ns
+
+
+class Resource:
+    """The process-wide resource (``[infratrace]`` plus the pid), shared by every span
+    of a pipeline; rebuilt after a fork."""
+
+    __slots__ = ("attributes", "instance", "json", "node", "pid", "profile", "project", "role", "service_name")
+
+    def __init__(self, attributes: Mapping[str, Any]) -> None:
+        self.attributes: dict[str, Any] = safe_attributes(dict(attributes))
+        self.service_name = str(attributes.get("service.name", ""))
+        self.project = str(attributes.get("project", ""))
+        self.profile = str(attributes.get("profile", ""))
+        self.role = str(attributes.get("role", ""))
+        self.node = str(attributes.get("node", ""))
+        self.pid = int(attributes.get("process.pid", os.getpid()))
+        self.instance = f"{self.node}:{self.pid}"
+        # Serialised once: every JSON line embeds the same resource.
+        self.json: Any = json_fragment(encode_json(self.attributes))
+
+    def __repr__(self) -> str:
+        return f"Resource({self.attributes!r})"
+
+
+class Event(NamedTuple):
+    """A timestamped event on a span (``exception`` events come from ``record_exception``)."""
+
+    name: str
+    time_unix_nano: int
+    attributes: dict[str, AttributeValue]
+
+
+class SpanData(NamedTuple):
+    """An ended span, immutable: what drivers, samplers and output steps read.
+
+    Ids are lowercase hex (``parent_span_id`` is ``""`` for a root); times are Unix
+    nanoseconds; ``status`` is ``"ok"`` or ``"error"``."""
+
+    name: str
+    kind: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    trace_flags: int
+    tracestate: str
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    status: str
+    status_code: int
+    status_message: str
+    attributes: dict[str, AttributeValue]
+    events: tuple[Event, ...]
+    resource: Resource
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_time_unix_nano - self.start_time_unix_nano
+
+    @property
+    def service_name(self) -> str:
+        """The span's ``service`` attribute, else the resource's ``service.name``."""
+        service = self.attributes.get("service")
+        return service if isinstance(service, str) and service else self.resource.service_name
+
+
+_new = tuple.__new__
+_NO_EVENTS: tuple[Event, ...] = ()
+
+
+def snapshot(span: Span, resource: Resource) -> SpanData:
+    """The immutable record of an ended span (run once per span, off the app's thread)."""
+    offset = _clock_offset_ns
+    status = span._status
+    ctx = span._ctx
+    pid = span._pid
+    events = span._events
+    return _new(
+        SpanData,
+        (
+            span.name if span.name.__class__ is str else safe_str(span.name),
+            span.kind,
+            "%032x" % span._tid,
+            "%016x" % span._sid,
+            "%016x" % pid if pid else "",
+            1 if ctx is None else ctx[0],
+            "" if ctx is None else ctx[1],
+            span._t0 + offset,
+            span._t1 + offset,
+            "ok" if status is None else status[0],
+            0 if status is None else status[1],
+            "" if status is None else status[2],
+            safe_attributes(span.attributes),
+            _NO_EVENTS if not events else tuple(_event(e) for e in events),
+            resource,
+        ),
+    )
+
+
+def _event(event: tuple[str, int, dict[str, Any]]) -> Event:
+    name, ts, attributes = event
+    return Event(safe_str(name), ts + _clock_offset_ns, safe_attributes(attributes))
+
+
+# -- attribute values ----------------------------------------------------------------
+_PLAIN = frozenset((str, bool))
+
+
+def safe_attributes(attributes: Any) -> dict[str, AttributeValue]:
+    """``attributes`` with every key a ``str`` and every value one every output can
+    hold (see :func:`safe_value`). The span's own dict is returned as it is when
+    nothing needs converting (the common case: the span has ended, nothing writes it)."""
+    try:
+        for key, value in attributes.items():
+            cls = value.__class__
+            if key.__class__ is not str or (cls not in _PLAIN and not _plain_number(value, cls)):
+                break
+        else:
+            return attributes  # type: ignore[no-any-return]
+        return {safe_str(key): converted for key, value in list(attributes.items()) if (converted := safe_value(value)) is not None}
+    except Exception:  # e.g. a dict subclass whose items() raises: keep nothing rather than fail
+        return {}
+
+
+def _plain_number(value: Any, cls: type) -> bool:
+    if cls is int:
+        return _INT64_MIN <= value <= _INT64_MAX  # type: ignore[no-any-return]
+    if cls is float:
+        return math.isfinite(value)
+    return False
+
+
+def safe_value(value: Any) -> AttributeValue | None:
+    """One attribute value as outputs accept it: ``str``, ``bool``, 64-bit ``int``,
+    finite ``float``, or a flat list of those. ``None`` is dropped; an int beyond 64
+    bits, a non-finite float, ``bytes`` (decoded as UTF-8 with replacement) and any
+    other object become text; a mapping becomes JSON text; a nested list or a mapping
+    inside a list becomes text."""
+    cls = value.__class__
+    if cls is str or cls is bool:
+        return value  # type: ignore[no-any-return]
+    if value is None:
+        return None
+    if cls is int or cls is float:
+        return value if _plain_number(value, cls) else safe_str(value)  # type: ignore[no-any-return]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_scalar(item) for item in (sorted(value, key=safe_str) if isinstance(value, (set, frozenset)) else value)]
+    if isinstance(value, Mapping):
+        return _json_text(value)
+    return _scalar(value)
+
+
+def _json_text(value: Mapping[Any, Any]) -> str:
+    """A mapping as JSON text (a cyclic or too deeply nested one as its ``str()``)."""
+    try:
+        return encode_json(value).decode("utf-8")
+    except Exception:
+        return safe_str(value)
+
+
+def _scalar(value: Any) -> str | bool | int | float:
+    """An item of a list attribute: a scalar as :func:`safe_value` makes it, or text."""
+    if isinstance(value, (str, bool)):
+        return str(value) if type(value) not in (str, bool) else value
+    if isinstance(value, int):
+        return int(value) if _INT64_MIN <= value <= _INT64_MAX else safe_str(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else safe_str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return safe_str(value)
+
+
+def safe_str(value: object) -> str:
+    """``str(value)``, or a placeholder naming its type when ``__str__`` fails (or
+    recurses, or runs out of memory): a bad value never costs the span."""
+    try:
+        text = str(value)
+        return text if text.__class__ is str else str.__str__(text)
+    except Exception:  # RecursionError, MemoryError, ValueError (huge ints), whatever a hostile __str__ raises
+        return f"<unprintable {type(value).__name__}>"

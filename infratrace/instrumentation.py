@@ -1,0 +1,125 @@
+"""The API instrumentations are built on: infratrace's own Django, Flask, ASGI and
+Celery adapters, and third parties'.
+
+An adapter translates its framework's events into these calls and imports nothing
+else from infratrace (the public ``infratrace`` package aside). What it covers:
+
+- **spans**: :func:`begin` / :func:`start_span` with an explicit ``start_time``, and
+  ``span.end(end_time=...)``, both in Unix nanoseconds from :func:`now_ns`, the clock
+  spans themselves read;
+- **the current span**: :func:`attach` / :func:`detach` around a piece of work, or
+  :func:`set_current_span` for a context that lives exactly as long as one request
+  (a WSGI/ASGI request's own context copy, a Celery task's), which needs no token;
+- **the request's span budget**: :class:`SpanBudget` (``activate``/``deactivate``) and
+  :func:`report_budget`;
+- **server spans**: :func:`request_attributes` (OpenTelemetry's HTTP semantic
+  conventions), :func:`http_span_name`, :func:`set_route` once routing ran,
+  :func:`finish_http_span` from a status code and an exception, :class:`WebOptions`
+  (the options every web adapter accepts);
+- **propagation**: :func:`extract` / :func:`inject` for header carriers,
+  :func:`parse_traceparent` / :func:`format_traceparent` for single values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from . import _spandata, _tracer
+from ._budget import SpanBudget, active_budget, span_budget
+from ._propagation import extract, format_traceparent, inject, parse_traceparent
+from ._span import AnySpan, NonRecordingSpan, Parent, Span, SpanContext, _current, attach, current_span, detach
+from ._tracer import trace_attrs
+from ._web import (
+    KNOWN_METHODS,
+    WebOptions,
+    finish_http_span,
+    http_span_name,
+    normalize_method,
+    report_budget,
+    request_attributes,
+    set_route,
+    websocket_span_name,
+)
+
+__all__ = [
+    "KNOWN_METHODS",
+    "AnySpan",
+    "NonRecordingSpan",
+    "Span",
+    "SpanBudget",
+    "SpanContext",
+    "WebOptions",
+    "active_budget",
+    "attach",
+    "begin",
+    "current_span",
+    "detach",
+    "extract",
+    "finish_http_span",
+    "format_traceparent",
+    "http_span_name",
+    "inject",
+    "normalize_method",
+    "now_ns",
+    "parse_traceparent",
+    "report_budget",
+    "request_attributes",
+    "set_current_span",
+    "set_route",
+    "span_budget",
+    "start_span",
+    "trace_attrs",
+    "websocket_span_name",
+]
+
+_perf_ns = time.perf_counter_ns
+
+
+def now_ns() -> int:
+    """Now, in Unix nanoseconds, on the clock spans read (monotonic, so two readings
+    never go backwards). Pass it as ``start_time``/``end_time``."""
+    return _perf_ns() + _spandata._clock_offset_ns
+
+
+def begin(
+    name: str,
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    kind: str | None = None,
+    parent: Parent | None = None,
+    start_time: int | None = None,
+) -> AnySpan:
+    """:func:`infratrace.begin` (the span becomes current), optionally started at
+    ``start_time`` (Unix ns, from :func:`now_ns`)."""
+    hook = _tracer._hook
+    if start_time is None:
+        return hook.begin(name, attrs, kind=kind, parent=parent)  # type: ignore[no-any-return]
+    return hook.begin(name, attrs, kind=kind, parent=parent, start_time=start_time)  # type: ignore[call-arg,no-any-return]
+
+
+def start_span(
+    name: str,
+    attrs: Mapping[str, Any] | None = None,
+    *,
+    kind: str | None = None,
+    parent: Parent | None = None,
+    start_time: int | None = None,
+) -> AnySpan:
+    """:func:`infratrace.start_span` (the span does not become current), optionally
+    started at ``start_time`` (Unix ns, from :func:`now_ns`)."""
+    hook = _tracer._hook
+    if start_time is None:
+        return hook.start_span(name, attrs, kind=kind, parent=parent)  # type: ignore[no-any-return]
+    return hook.start_span(name, attrs, kind=kind, parent=parent, start_time=start_time)  # type: ignore[call-arg,no-any-return]
+
+
+def set_current_span(span: AnySpan | None) -> None:
+    """Make ``span`` the current span of the running context, for good.
+
+    For a context that exists for one request or task only (the copy a WSGI server
+    thread, an ASGI task or a Celery task runs in): the context is thrown away with
+    the request, so there is nothing to restore and no token to keep. Anywhere else,
+    use :func:`attach` / :func:`detach`."""
+    _current.set(span)
