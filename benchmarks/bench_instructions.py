@@ -214,9 +214,6 @@ def worker(target: str, scenario: str, counts: tuple[int, int], directory: Path,
         figures = work_django(scenario, counts, directory)
     else:
         figures = work_web(target, scenario, counts, directory)
-    from infratrace import _span
-
-    figures["speedups"] = _span._speedups is not None
     figures["gc"] = [generation["collections"] for generation in gc.get_stats()]
     result.write_text(json.dumps(figures))
 
@@ -440,12 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     runs = 2 * sum(len(TARGETS[target]) for target in targets) + 2  # + the idle calibration
     print(f"pre-flight ok; {runs} valgrind runs, {args.jobs} at a time:", file=sys.stderr)
     results = measure(targets, args)
-    speedups = {run.figures["speedups"] for pair in results.values() for run in pair}
     lines = [
         "## CPU instructions (valgrind --tool=callgrind)",
         "",
         *describe(argv),
-        f"infratrace C speedups in use: {', '.join('yes' if s else 'no' for s in sorted(speedups))}",
         f"measured: (run − set-up-only run) / N, N = {args.requests} requests per web scenario after "
         f"{WARMUP_REQUESTS} warm-up requests, {counts_for('core', args)[1]} child spans per core scenario after "
         f"{counts_for('core', args)[0]}",

@@ -205,35 +205,39 @@ def stable_record(s: SpanData, flag: str = "") -> Record:
     """The stable schema's record of one span (``DEFAULT_FIELDS`` order), plus
     ``events`` when the span has some and ``flag`` when the connection sets one. The
     resource is its JSON, encoded once per process."""
-    start = s.start_time_unix_nano
-    end = s.end_time_unix_nano
-    attrs = s.attributes
-    resource = s.resource
+    global _utc_cache
+    name, kind, trace_id, span_id, parent, _, _, start, end, status, code, message, attrs, events, resource = s
     service = attrs.get("service")
+    if service.__class__ is not str or not service:
+        service = s.service_name
+    sec = start // 1_000_000_000
+    cached = _utc_cache  # rfc3339(), inlined: this runs for every line
+    if cached[0] != sec:
+        cached = _utc_cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
     record = {
-        "trace_id": s.trace_id,
-        "span_id": s.span_id,
-        "parent_span_id": s.parent_span_id,
-        "name": s.name,
-        "kind": s.kind,
-        "service_name": service if service.__class__ is str and service else resource.service_name,
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_span_id": parent,
+        "name": name,
+        "kind": kind,
+        "service_name": service,
         "target": attrs.get("target", ""),
-        "status": s.status,
-        "status_code": s.status_code,
-        "status_message": s.status_message,
+        "status": status,
+        "status_code": code,
+        "status_message": message,
         "start_time_unix_nano": start,
         "end_time_unix_nano": end,
         "duration_ms": (end - start) / 1e6,
         "start_ms": start // 1_000_000,
         "end_ms": end // 1_000_000,
-        "timestamp": rfc3339(start),
+        "timestamp": "%s.%06dZ" % (cached[1], (start % 1_000_000_000) // 1000),
         "attributes": attrs,
         "resource": resource.json,
         "project": resource.project,
         "profile": resource.profile,
         "node": resource.node,
     }
-    if s.events:
+    if events:
         record["events"] = events_as_dicts(s)
     if flag:
         record["flag"] = flag

@@ -29,7 +29,9 @@ def _default(value: Any) -> Any:
 
 
 def _stdlib(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_default, skipkeys=True).encode("utf-8", "replace")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_default, skipkeys=True).encode(
+        "utf-8", "replace"
+    )
 
 
 if _orjson is not None:

@@ -316,10 +316,15 @@ class Span(_Identity):
         token = self._token
         if token is not None:
             self._token = None  # the token holds the parent: free it while we queue
-            _leave(self, token)
+            try:
+                _current.reset(token)
+            except ValueError:
+                _leave_elsewhere(self, token)
         _append(self)
 
-    def _apply_result(self, result: BaseException | str | None, status: str | None, code: int | None, message: str | None) -> None:
+    def _apply_result(
+        self, result: BaseException | str | None, status: str | None, code: int | None, message: str | None
+    ) -> None:
         try:
             if isinstance(result, BaseException):
                 self.record_exception(result)
@@ -335,13 +340,25 @@ class Span(_Identity):
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.end(exc)
+        if exc is not None or self._t1:
+            self.end(exc)
+            return
+        # end() without a result, inlined: leaving a ``with`` block is most spans' end.
+        self._t1 = _perf_ns()
+        token = self._token
+        if token is not None:
+            self._token = None
+            try:
+                _current.reset(token)
+            except ValueError:
+                _leave_elsewhere(self, token)
+        _append(self)
 
     async def __aenter__(self: _S) -> _S:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.end(exc)
+        self.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:
         state = "ended" if self._t1 else "recording"
@@ -412,7 +429,10 @@ class NonRecordingSpan(_Identity):
         token = self._token
         if token is not None:
             self._token = None
-            _leave(self, token)
+            try:
+                _current.reset(token)
+            except ValueError:
+                _leave_elsewhere(self, token)
 
     def __enter__(self) -> NonRecordingSpan:
         return self
@@ -430,14 +450,9 @@ class NonRecordingSpan(_Identity):
         return f"<NonRecordingSpan {self.name!r} trace={self.trace_id} span={self.span_id}>"
 
 
-def _leave(span: Span | NonRecordingSpan, token: CurrentToken) -> None:
-    """Stop ``span`` being the current span."""
-    try:
-        _current.reset(token)
-    except ValueError:
-        # Ended in another context (e.g. another asyncio task): only undo what this
-        # span did to that context.
-        if _current.get() is span:
-            old = token.old_value
-            _current.set(None if old is Token.MISSING else old)
-
+def _leave_elsewhere(span: Span | NonRecordingSpan, token: CurrentToken) -> None:
+    """``span`` ends in another context than the one it was made current in (e.g.
+    another asyncio task): only undo what it did to this context."""
+    if _current.get() is span:
+        old = token.old_value
+        _current.set(None if old is Token.MISSING else old)

@@ -104,26 +104,35 @@ class SpanData(NamedTuple):
     def service_name(self) -> str:
         """The span's ``service`` attribute, else the resource's ``service.name``."""
         service = self.attributes.get("service")
-        return service if isinstance(service, str) and service else self.resource.service_name
+        if service is None or service == "":
+            return self.resource.service_name
+        return service if service.__class__ is str else safe_str(service)
 
 
 _new = tuple.__new__
 _NO_EVENTS: tuple[Event, ...] = ()
 
 
+_last_trace: tuple[int, str] = (0, "")
+
+
 def snapshot(span: Span, resource: Resource) -> SpanData:
     """The immutable record of an ended span (run once per span, off the app's thread)."""
+    global _last_trace
     offset = _clock_offset_ns
     status = span._status
     ctx = span._ctx
     pid = span._pid
     events = span._events
+    last = _last_trace
+    if last[0] != span._tid:  # a trace's spans mostly end one after another
+        last = _last_trace = (span._tid, "%032x" % span._tid)
     return _new(
         SpanData,
         (
             span.name if span.name.__class__ is str else safe_str(span.name),
             span.kind,
-            "%032x" % span._tid,
+            last[1],
             "%016x" % span._sid,
             "%016x" % pid if pid else "",
             1 if ctx is None else ctx[0],
@@ -160,7 +169,8 @@ def safe_attributes(attributes: Any) -> dict[str, AttributeValue]:
                 break
         else:
             return attributes  # type: ignore[no-any-return]
-        return {safe_str(key): converted for key, value in list(attributes.items()) if (converted := safe_value(value)) is not None}
+        safe = {safe_str(key): safe_value(value) for key, value in list(attributes.items())}
+        return {key: value for key, value in safe.items() if value is not None}
     except Exception:  # e.g. a dict subclass whose items() raises: keep nothing rather than fail
         return {}
 
@@ -185,7 +195,7 @@ def safe_value(value: Any) -> AttributeValue | None:
     if value is None:
         return None
     if cls is int or cls is float:
-        return value if _plain_number(value, cls) else safe_str(value)  # type: ignore[no-any-return]
+        return value if _plain_number(value, cls) else safe_str(value)
     if isinstance(value, (list, tuple, set, frozenset)):
         return [_scalar(item) for item in (sorted(value, key=safe_str) if isinstance(value, (set, frozenset)) else value)]
     if isinstance(value, Mapping):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from . import _span, _spandata
+from . import _spandata
 from ._budget import _active as _active_budget
 from ._budget import dropped_total
 from ._config import Config, load_config
@@ -78,8 +78,53 @@ def trace_attrs(
 class TraceHook(Protocol):
     """What a replacement tracer implements. Spans it returns need ``end()``,
     ``set_attribute()``, ``set_status()``, ``record_exception()``, the context-manager
-    protocols, and ``_tid``/``_sid``/``flags``/``tracestate`` for propagation."""
+    protocols, and ``_tid``/``_sid``/``flags``/``tracestate`` for propagation.
+    ``begin``/``start_span`` may also take ``start_time`` (Unix ns); a hook without it
+    is called without it unless an instrumentation backdates a span."""
 
+    def begin(
+        self,
+        name: str,
+        attrs: Mapping[str, Any] | None = None,
+        *,
+        kind: str | None = None,
+        parent: Parent | None = None,
+    ) -> Any: ...
+
+    def start_span(
+        self,
+        name: str,
+        attrs: Mapping[str, Any] | None = None,
+        *,
+        kind: str | None = None,
+        parent: Parent | None = None,
+    ) -> Any: ...
+
+    def trace(self, name: str, attrs: Mapping[str, Any] | None = None) -> Any: ...
+
+    def current_span(self) -> Any: ...
+
+    def configure(self, config: Config) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def force_flush(self, timeout: float | None = None) -> bool: ...
+
+    def shutdown(self, timeout: float | None = None) -> bool: ...
+
+
+class Tracer:
+    """The built-in :class:`TraceHook`: makes :class:`Span` objects and feeds the
+    pipeline. Unconfigured, it configures itself on the first ended span from
+    ``$INFRATRACE_CONFIG`` (or the defaults: one console connection)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._config: Config | None = None
+        self._pipeline: Pipeline | None = None
+        self._fork_held: list[threading.Lock] = []
+
+    # -- spans ------------------------------------------------------------------------
     def begin(
         self,
         name: str,
@@ -156,76 +201,6 @@ class TraceHook(Protocol):
             )
         except Exception:
             return NonRecordingSpan(_safe_name(name), None, make_current=False)
-
-    def trace(self, name: str, attrs: Mapping[str, Any] | None = None) -> Any: ...
-
-    def current_span(self) -> Any: ...
-
-    def configure(self, config: Config) -> None: ...
-
-    def stats(self) -> dict[str, Any]: ...
-
-    def force_flush(self, timeout: float | None = None) -> bool: ...
-
-    def shutdown(self, timeout: float | None = None) -> bool: ...
-
-
-class Tracer:
-    """The built-in :class:`TraceHook`: makes :class:`Span` objects and feeds the
-    pipeline. Unconfigured, it configures itself on the first ended span from
-    ``$INFRATRACE_CONFIG`` (or the defaults: one console connection)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._config: Config | None = None
-        self._pipeline: Pipeline | None = None
-        self._fork_held: list[threading.Lock] = []
-
-    # -- spans ------------------------------------------------------------------------
-    def begin(
-        self,
-        name: str,
-        attrs: Mapping[str, Any] | None = None,
-        *,
-        kind: str | None = None,
-        parent: Parent | None = None,
-    ) -> Span | NonRecordingSpan:
-        """Begin a span; it is the current span until it ends. Use it as a context
-        manager (``with``/``async with``) or call ``.end()``. ``kind`` is one of
-        ``internal server client producer consumer`` (default: implied by
-        ``attrs["kind"]``); ``parent`` defaults to the current span (pass an
-        :func:`infratrace.extract`-ed context to continue a remote trace)."""
-        span = self.start_span(name, attrs, kind=kind, parent=parent)
-        span._token = _current.set(span)
-        return span
-
-    def start_span(
-        self,
-        name: str,
-        attrs: Mapping[str, Any] | None = None,
-        *,
-        kind: str | None = None,
-        parent: Parent | None = None,
-    ) -> Span | NonRecordingSpan:
-        """Like :meth:`begin` but the span does not become the current span (for
-        work that outlives the caller's context: generators, streamed bodies)."""
-        try:
-            if parent is None:
-                parent = _current.get()
-            budget = _active_budget.get()
-            if budget is not None:  # SpanBudget.take(), inlined: this runs per span
-                if budget.used >= budget.limit:
-                    budget.take()  # counts the refusal
-                    return NonRecordingSpan(str(name), parent, make_current=False)
-                budget.used += 1
-            attributes = dict(attrs) if attrs else {}
-            if kind is None:
-                kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
-            elif kind not in _KIND_SET:
-                kind = _DEFAULT_SPAN_KIND.get(kind, INTERNAL)
-            return Span(name if isinstance(name, str) else str(name), attributes, kind, parent)
-        except Exception:  # e.g. a parent that is not a span: never raise into the app
-            return NonRecordingSpan(str(name), None, make_current=False)
 
     def trace(self, name: str, attrs: Mapping[str, Any] | None = None) -> Span | NonRecordingSpan:
         """A one-shot event span: begun and ended at once. ``attrs["status"]`` sets its

@@ -91,7 +91,7 @@ def test_dotted_placeholders(name, capsys):
 def test_non_string_service_and_target_attributes_stay_valid_json(span_file):
     out = span_file()
     infratrace.trace("a", {"service": 7, "target": ["x", 1]})
-    infratrace.trace("b", {"service": "svc \"quoted\"", "target": "/users/{id}"})
+    infratrace.trace("b", {"service": 'svc "quoted"', "target": "/users/{id}"})
     spans = out.by_name()
-    assert spans["a"]["service_name"] == 7 and spans["a"]["target"] == ["x", 1]
+    assert spans["a"]["service_name"] == "7" and spans["a"]["target"] == ["x", 1]
     assert spans["b"]["service_name"] == 'svc "quoted"' and spans["b"]["target"] == "/users/{id}"

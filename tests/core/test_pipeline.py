@@ -30,7 +30,7 @@ class Recording:
         self.closed = False
         Recording.instances.append(self)
 
-    def write(self, spans, resource) -> None:
+    def write(self, spans) -> None:
         if self.gate is not None:
             self.gate.wait(10)
         if self.fail:
@@ -61,7 +61,7 @@ driver = "file"
 json = true
 buffer = 10000
 [trace.file.setting]
-output = "{tmp_path / 'f.jsonl'}"
+output = "{tmp_path / "f.jsonl"}"
 """
     )
     threads = [threading.Thread(target=lambda: [infratrace.trace("t") for _ in range(500)]) for _ in range(4)]

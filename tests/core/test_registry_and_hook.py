@@ -33,7 +33,7 @@ def test_third_party_driver_found_through_entry_points(tmp_path, monkeypatch):
             class AcmeDriver:
                 def __init__(self, config):
                     self.prefix = config.setting.get("prefix", "")
-                def write(self, spans, resource):
+                def write(self, spans):
                     SEEN.extend(self.prefix + s.name for s in spans)
                 def close(self):
                     pass
@@ -158,7 +158,38 @@ def test_a_failing_third_party_hook_never_reaches_the_application():
         infratrace.trace("b")
     finally:
         infratrace.set_hook(previous)
-    # The built-in tracer's begin again: its bound method, or the C one when built.
-    speedups = infratrace._span._speedups
-    expected = infratrace.get_hook().begin if speedups is None else speedups.begin
-    assert infratrace.begin == expected
+    assert infratrace.get_hook() is previous
+    with infratrace.begin("c") as span:
+        assert span.is_recording
+
+
+def test_names_imported_before_set_hook_follow_the_new_hook():
+    from infratrace import begin, start_span, trace
+
+    hook = ListHook()
+    previous = infratrace.set_hook(hook)
+    try:
+        with begin("a"):
+            pass
+        start_span("b").end()
+        trace("c")
+    finally:
+        infratrace.set_hook(previous)
+    assert hook.names == ["begin:a", "start:b", "trace:c"]
+    assert begin is infratrace.begin  # the module's functions were never rebound
+
+
+def test_ending_a_span_whose_fields_were_deleted_neither_crashes_nor_raises(span_file, capfd):
+    """Deleting a span's attributes used to crash the interpreter in native code."""
+    out = span_file()
+    from infratrace.instrumentation import finish_http_span
+
+    span = infratrace.begin("x")
+    del span.attributes
+    finish_http_span(span, 200)
+    with infratrace.begin("after"):
+        pass
+    assert [s["name"] for s in out.spans()] == ["after"]
+    stats = infratrace.stats()["connections"]["default"]
+    assert stats["dropped_count"] == 1 and stats["written_count"] == 1
+    assert "AttributeError" in capfd.readouterr().err

@@ -213,9 +213,7 @@ def test_async_stream_span_ends_when_body_consumed(spans_of: SpanFile) -> None:
 
 
 def test_incoming_traceparent_is_continued(spans_of: SpanFile) -> None:
-    Client().get(
-        "/hello/", HTTP_TRACEPARENT=f"00-{TRACE_ID}-{PARENT_ID}-01", HTTP_TRACESTATE="vendor=abc"
-    )
+    Client().get("/hello/", HTTP_TRACEPARENT=f"00-{TRACE_ID}-{PARENT_ID}-01", HTTP_TRACESTATE="vendor=abc")
     http = one(spans_of.spans(), "http:GET hello/")
     assert http["trace_id"] == TRACE_ID and http["parent_span_id"] == PARENT_ID
 
@@ -259,6 +257,27 @@ def test_no_span_leaks_into_the_next_request(spans_of: SpanFile) -> None:
     assert {s["parent_span_id"] for s in spans_of.spans() if s["name"].startswith("http:")} == {""}
 
 
+def test_no_span_leaks_between_requests_of_one_task(spans_of: SpanFile) -> None:
+    """Requests sent one after another from one asyncio task share its context: each
+    must put back what was current before it."""
+    import infratrace
+
+    async def two_requests() -> None:
+        client = AsyncClient()
+        await client.get("/async-hello/")
+        assert infratrace.current_span() is None
+        streamed = await client.get("/async-stream/")
+        assert b"".join([chunk async for chunk in streamed.streaming_content]).startswith(b"achunk0")
+        assert infratrace.current_span() is None
+        await client.get("/hello/")
+        assert infratrace.current_span() is None
+
+    asyncio.run(two_requests())
+    http = [s for s in spans_of.spans() if s["name"].startswith("http:")]
+    assert len(http) == 3 and {s["parent_span_id"] for s in http} == {""}
+    assert len({s["trace_id"] for s in http}) == 3
+
+
 @override_settings(INFRATRACE_DJANGO={"excluded_paths": ["^/health/$"]})
 def test_excluded_paths(spans_of: SpanFile) -> None:
     client = Client()
@@ -298,9 +317,7 @@ def failing_hook(span: Any, request: Any) -> None:
     raise KeyError("hook bug")
 
 
-@override_settings(
-    INFRATRACE_DJANGO={"request_hook": f"{__name__}:request_hook", "response_hook": response_hook}
-)
+@override_settings(INFRATRACE_DJANGO={"request_hook": f"{__name__}:request_hook", "response_hook": response_hook})
 def test_hooks(spans_of: SpanFile) -> None:
     Client().get("/hello/", HTTP_X_TENANT="acme")
     attrs = one(spans_of.spans(), "http:GET hello/")["attributes"]
@@ -329,9 +346,7 @@ def test_tracing_failure_never_reaches_the_app(span_file: Callable[..., SpanFile
     import infratrace
 
     class BrokenSpan:
-        """A span from a faulty custom tracer: every method raises."""
-
-        _tid, _sid, flags, tracestate, ended = 1, 1, 1, "", False
+        """A span from a faulty custom tracer: every attribute and method raises."""
 
         def __getattr__(self, name: str) -> Any:
             raise RuntimeError(f"broken span: {name}")
@@ -354,18 +369,29 @@ def test_tracing_failure_never_reaches_the_app(span_file: Callable[..., SpanFile
         infratrace.set_hook(None)
 
 
+@pytest.mark.parametrize("client_class", [Client, AsyncClient])
 @override_settings(INFRATRACE_DJANGO={"service": "shop", "middleware_timings": True})
-def test_middleware_timings(spans_of: SpanFile) -> None:
-    Client().get("/hello/")
+def test_middleware_timings(spans_of: SpanFile, client_class: type) -> None:
+    response = client_class().get("/hello/")
+    if client_class is AsyncClient:
+        response = asyncio.run(response)
+    assert response.status_code == 200
     spans = spans_of.spans()
     http = one(spans, "http:GET hello/")
     timing = one(spans, "web:middleware")
+    web = one(spans, "web:tests.django.project.views.hello")
     assert timing["parent_span_id"] == http["span_id"]
     attrs = timing["attributes"]
     assert attrs["django.middleware.count"] == 1
     assert attrs["django.middleware.django.middleware.common.CommonMiddleware.ms"] >= 0
     assert http["attributes"]["service"] == "shop"
-    assert one(spans, "web:tests.django.project.views.hello")["attributes"]["service"] == "shop"
+    assert web["attributes"]["service"] == "shop"
+    # The span covers the chain below TraceMiddleware as it ran: from its first entry
+    # (before the view began) to its last exit (before the web: span ended, when the
+    # response got back), inside the http: span.
+    assert http["start_time_unix_nano"] <= timing["start_time_unix_nano"] <= web["start_time_unix_nano"]
+    assert timing["end_time_unix_nano"] <= web["end_time_unix_nano"] <= http["end_time_unix_nano"]
+    assert timing["end_time_unix_nano"] - timing["start_time_unix_nano"] >= attrs["django.middleware.total_ms"] * 1e6 - 1e3
 
 
 def test_off_by_default_no_middleware_span(spans_of: SpanFile) -> None:

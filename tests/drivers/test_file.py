@@ -1,4 +1,4 @@
-"""driver = "file": every SPEC §6 option, rotation with a controllable clock, and
+"""driver = "file": every option, rotation with a controllable clock, and
 several processes appending to one file without losing or splitting a line."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 
 import infratrace
 from infratrace import load_config, register_driver
-from infratrace._fields import ResourceView
-from infratrace._span import Span
+from infratrace import SpanData
+from tests.spans import span_data
 from infratrace.drivers.file import FileDriver, window_end, window_start
 
 
@@ -34,16 +34,8 @@ def make_driver(tmp_path: Path, clock: Clock | None = None, **setting) -> FileDr
     return FileDriver(config.connections[0], clock=clock or time.time)
 
 
-RESOURCE = ResourceView({"service.name": "t", "project": "t", "profile": "p", "node": "n", "process.pid": 1})
-
-
-def spans(n: int, name: str = "s", pad: int = 0) -> list[Span]:
-    out = []
-    for i in range(n):
-        s = Span(f"{name}{i}", {"pad": "x" * pad} if pad else {}, "internal", None)
-        s._t1 = s._t0 + 1000
-        out.append(s)
-    return out
+def spans(n: int, name: str = "s", pad: int = 0) -> list[SpanData]:
+    return [span_data(f"{name}{i}", {"pad": "x" * pad} if pad else {}) for i in range(n)]
 
 
 def lines_of(path: Path) -> list[dict]:
@@ -63,7 +55,7 @@ def all_names(driver: FileDriver) -> list[str]:
 def test_store_and_output_aliases(tmp_path):
     for key in ("output", "file", "path"):
         driver = make_driver(tmp_path, **{key: f"{key}.jsonl"})
-        driver.write(spans(2), RESOURCE)
+        driver.write(spans(2))
         driver.close()
         assert len((tmp_path / f"{key}.jsonl").read_text().splitlines()) == 2
 
@@ -76,7 +68,7 @@ def test_pid_and_name_placeholders(tmp_path):
 def test_maxsize_rotation_never_splits_a_line(tmp_path):
     driver = make_driver(tmp_path, output="t.jsonl", maxsize=2000)
     for _ in range(10):
-        driver.write(spans(7, pad=100), RESOURCE)
+        driver.write(spans(7, pad=100))
     rotated = driver.rotated_files()
     assert len(rotated) >= 10
     for path in [*rotated, driver.path]:
@@ -88,15 +80,15 @@ def test_maxsize_rotation_never_splits_a_line(tmp_path):
 
 def test_a_line_larger_than_maxsize_gets_a_file_of_its_own(tmp_path):
     driver = make_driver(tmp_path, output="t.jsonl", maxsize=100)
-    driver.write(spans(3, pad=500), RESOURCE)
+    driver.write(spans(3, pad=500))
     assert len(all_names(driver)) == 3
     assert all(len(lines_of(p)) == 1 for p in driver.rotated_files())
 
 
 def test_maxline_rotation(tmp_path):
     driver = make_driver(tmp_path, output="t.jsonl", maxline=10)
-    driver.write(spans(25), RESOURCE)
-    driver.write(spans(3, "late"), RESOURCE)
+    driver.write(spans(25))
+    driver.write(spans(3, "late"))
     counts = sorted(len(lines_of(p)) for p in [*driver.rotated_files(), driver.path])
     assert counts == [8, 10, 10]
     assert len(all_names(driver)) == 28
@@ -104,10 +96,10 @@ def test_maxline_rotation(tmp_path):
 
 def test_maxline_counts_existing_lines_on_open(tmp_path):
     first = make_driver(tmp_path, output="t.jsonl", maxline=10)
-    first.write(spans(6), RESOURCE)
+    first.write(spans(6))
     first.close()
     second = make_driver(tmp_path, output="t.jsonl", maxline=10)
-    second.write(spans(6), RESOURCE)
+    second.write(spans(6))
     assert [len(lines_of(p)) for p in second.rotated_files()] == [10]
     assert len(lines_of(second.path)) == 2
 
@@ -117,14 +109,16 @@ def test_time_slices_rotate_at_the_window_boundary_and_name_the_closed_window(tm
     start = time.time()
     clock = Clock(start)
     driver = make_driver(tmp_path, clock, output="t.jsonl", slice=slice_)
-    driver.write(spans(3, "first"), RESOURCE)
+    driver.write(spans(3, "first"))
     clock.now = window_end(slice_, start) - 0.001
-    driver.write(spans(1, "still"), RESOURCE)
+    driver.write(spans(1, "still"))
     assert driver.rotated_files() == []
     clock.now = window_end(slice_, start) + 1
-    driver.write(spans(2, "next"), RESOURCE)
+    driver.write(spans(2, "next"))
     (rotated,) = driver.rotated_files()
-    label = time.strftime({"hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[slice_], time.localtime(start))
+    label = time.strftime(
+        {"hour": "%Y-%m-%dT%H", "day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[slice_], time.localtime(start)
+    )
     assert rotated.name == f"t.{label}.jsonl"
     assert [r["name"] for r in lines_of(rotated)] == ["first0", "first1", "first2", "still0"]
     assert [r["name"] for r in lines_of(driver.path)] == ["next0", "next1"]
@@ -139,7 +133,7 @@ def test_window_math():
 
 def test_compress_gzips_rotated_files(tmp_path):
     driver = make_driver(tmp_path, output="t.jsonl", maxline=5, compress=True)
-    driver.write(spans(12), RESOURCE)
+    driver.write(spans(12))
     rotated = driver.rotated_files()
     assert len(rotated) == 2 and all(p.suffix == ".gz" for p in rotated)
     assert not list(tmp_path.glob("*.part"))
@@ -149,7 +143,7 @@ def test_compress_gzips_rotated_files(tmp_path):
 def test_maxfiles_keeps_the_newest(tmp_path):
     driver = make_driver(tmp_path, output="t.jsonl", maxline=1, maxfiles=3)
     for i in range(8):
-        driver.write(spans(1, f"b{i}-"), RESOURCE)
+        driver.write(spans(1, f"b{i}-"))
         time.sleep(0.002)
     rotated = driver.rotated_files()
     assert len(rotated) == 3
@@ -159,12 +153,12 @@ def test_maxfiles_keeps_the_newest(tmp_path):
 def test_maxage_deletes_old_rotated_files(tmp_path):
     clock = Clock(time.time())
     driver = make_driver(tmp_path, clock, output="t.jsonl", maxline=1, maxage="7d")
-    driver.write(spans(3), RESOURCE)
+    driver.write(spans(3))
     old = driver.rotated_files()
     assert len(old) == 2
     for path in old:  # make them ten days old
         os.utime(path, (clock.now - 10 * 86400, clock.now - 10 * 86400))
-    driver.write(spans(2, "new"), RESOURCE)
+    driver.write(spans(2, "new"))
     remaining = [lines_of(p)[0]["name"] for p in driver.rotated_files()]
     assert sorted(remaining) == ["new0", "s2"]  # s0 and s1 were ten days old
 
@@ -172,14 +166,14 @@ def test_maxage_deletes_old_rotated_files(tmp_path):
 def test_rotated_name_collisions_get_a_counter(tmp_path):
     clock = Clock(1_800_000_000.0)
     driver = make_driver(tmp_path, clock, output="t.jsonl", maxline=1)
-    driver.write(spans(4), RESOURCE)
+    driver.write(spans(4))
     assert len({p.name for p in driver.rotated_files()}) == 3
 
 
 def test_text_format_lines(tmp_path):
     config = load_config(f'[trace]\ndriver = "file"\nformat = "%name% %status%"\n[trace.setting]\noutput = "{tmp_path}/t.log"')
     driver = FileDriver(config.connections[0])
-    driver.write(spans(2), RESOURCE)
+    driver.write(spans(2))
     assert (tmp_path / "t.log").read_text() == "s0 ok\ns1 ok\n"
 
 
@@ -204,9 +198,7 @@ infratrace.shutdown()
 
 def test_several_processes_share_one_rotating_file_without_losing_lines(tmp_path):
     path = tmp_path / "shared.jsonl"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"p{k}", "3000"]) for k in range(4)
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"p{k}", "3000"]) for k in range(4)]
     for proc in procs:
         assert proc.wait(120) == 0
     files = [p for p in tmp_path.iterdir() if p.name.startswith("shared")]
@@ -222,7 +214,9 @@ def test_several_processes_share_one_rotating_file_without_losing_lines(tmp_path
 def test_file_driver_through_the_pipeline_with_a_test_clock(tmp_path):
     clock = Clock(time.time())
     register_driver("clocked-file", lambda c: FileDriver(c, clock=clock))
-    infratrace.configure(f'[trace]\ndriver = "clocked-file"\njson = true\n[trace.setting]\noutput = "{tmp_path}/c.jsonl"\nslice = "day"')
+    infratrace.configure(
+        f'[trace]\ndriver = "clocked-file"\njson = true\n[trace.setting]\noutput = "{tmp_path}/c.jsonl"\nslice = "day"'
+    )
     infratrace.trace("day1")
     infratrace.force_flush()
     clock.now += 86400

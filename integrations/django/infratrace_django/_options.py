@@ -2,7 +2,7 @@
 """``settings.INFRATRACE_DJANGO`` → validated options, read once and cached.
 
 The web options every adapter shares (excluded paths, headers, hooks, response
-``traceparent``, span budget, service) are validated by :class:`infratrace.web.WebOptions`;
+``traceparent``, span budget, service) are validated by :class:`infratrace.instrumentation.WebOptions`;
 this module adds and validates the Django-only keys."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infratrace import ConfigError
-from infratrace.web import WebOptions
+from infratrace.instrumentation import WebOptions
 
 __all__ = ["DEFAULT_SIGNAL_DENY", "DjangoOptions", "django_options", "reset_options"]
 

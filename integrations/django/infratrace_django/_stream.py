@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
-from infratrace._span import _current
+from infratrace.instrumentation import AnySpan, attach, detach
 
 __all__ = ["AsyncTracedStream", "TracedStream"]
 
@@ -19,7 +19,7 @@ class _Stream:
 
     __slots__ = ("_finish", "_span")
 
-    def __init__(self, span: Any, finish: Finish) -> None:
+    def __init__(self, span: AnySpan, finish: Finish) -> None:
         self._span = span
         self._finish: Finish | None = finish
 
@@ -40,7 +40,7 @@ class TracedStream(_Stream):
 
     __slots__ = ("_iterator",)
 
-    def __init__(self, content: Iterable[Any], span: Any, finish: Finish) -> None:
+    def __init__(self, content: Iterable[Any], span: AnySpan, finish: Finish) -> None:
         super().__init__(span, finish)
         self._iterator = iter(content)
 
@@ -50,8 +50,9 @@ class TracedStream(_Stream):
     def __next__(self) -> Any:
         # The request's span is current while the body is produced, so spans begun by
         # a generator view's body are its children (the server iterates after the
-        # middleware has returned).
-        token = _current.set(self._span)
+        # middleware has returned). Attached for this chunk only: the server's own
+        # context (shared by its next requests under WSGI) is left as it was.
+        token = attach(self._span)
         try:
             return next(self._iterator)
         except StopIteration:
@@ -61,7 +62,7 @@ class TracedStream(_Stream):
             self._end(exc, False)
             raise
         finally:
-            _current.reset(token)
+            detach(token)
 
 
 class AsyncTracedStream(_Stream):
@@ -70,7 +71,7 @@ class AsyncTracedStream(_Stream):
 
     __slots__ = ("_iterator",)
 
-    def __init__(self, content: AsyncIterable[Any], span: Any, finish: Finish) -> None:
+    def __init__(self, content: AsyncIterable[Any], span: AnySpan, finish: Finish) -> None:
         super().__init__(span, finish)
         self._iterator = aiter(content)
 
@@ -78,7 +79,7 @@ class AsyncTracedStream(_Stream):
         return self
 
     async def __anext__(self) -> Any:
-        token = _current.set(self._span)
+        token = attach(self._span)
         try:
             return await self._iterator.__anext__()
         except StopAsyncIteration:
@@ -88,4 +89,4 @@ class AsyncTracedStream(_Stream):
             self._end(exc, False)
             raise
         finally:
-            _current.reset(token)
+            detach(token)

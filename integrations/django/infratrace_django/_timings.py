@@ -19,7 +19,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 
-import infratrace
+from infratrace.instrumentation import AnySpan, now_ns, start_span
 
 from ._views import dotted_path
 
@@ -39,9 +39,18 @@ class RequestTimings:
         self.enter = [0] * (len(names) + 1)
         self.exit = [0] * (len(names) + 1)
 
-    def finish(self, parent: Any) -> None:
+    def finish(self, parent: AnySpan) -> None:
+        """Record the ``web:middleware`` span under ``parent``; a failure here must
+        cost the request's own span nothing."""
+        try:
+            self._record(parent)
+        except Exception:
+            pass
+
+    def _record(self, parent: AnySpan) -> None:
         count = len(self.names)
-        if not self.enter[0] or not self.exit[0]:
+        first_in, first_out = self.enter[0], self.exit[0]
+        if not first_in or not first_out:
             return
         attrs: dict[str, Any] = {"kind": "web", "target": "middleware", "module": "django"}
         total = 0
@@ -57,12 +66,13 @@ class RequestTimings:
             attrs[f"django.middleware.{name}.ms"] = round(own / 1e6, 3)
         attrs["django.middleware.count"] = count
         attrs["django.middleware.total_ms"] = round(total / 1e6, 3)
-        span = infratrace.start_span("web:middleware", attrs, kind="internal", parent=parent)
-        # The span covers the chain as it ran: it starts at the first entry (it ends
-        # now, right after the chain returned).
-        if hasattr(span, "_t0"):
-            span._t0 = self.enter[0]
-        span.end()
+        # The span covers the chain as it ran, from the first entry to the last exit.
+        # The readings come from the performance counter (cheap, and made for
+        # durations); the two clocks read side by side now convert them to the
+        # spans' clock.
+        offset = now_ns() - _perf_ns()
+        span = start_span("web:middleware", attrs, kind="internal", parent=parent, start_time=offset + first_in)
+        span.end(end_time=offset + first_out)
 
 
 class MiddlewareTimings:

@@ -47,9 +47,7 @@ def configure_from_settings() -> infratrace.Config | None:
     if source is None:
         return infratrace.configure(None) if os.environ.get(ENV_CONFIG) else None
     if not isinstance(source, (str, os.PathLike, Mapping)):
-        raise ConfigError(
-            CONFIG_SETTING, source, "expected a TOML file path, a TOML string or a dict", "Django settings"
-        )
+        raise ConfigError(CONFIG_SETTING, source, "expected a TOML file path, a TOML string or a dict", "Django settings")
     if isinstance(source, Path):
         source = str(source)
     return infratrace.configure(source)

@@ -18,10 +18,19 @@ from django.core.signals import got_request_exception
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-import infratrace
-from infratrace import SpanBudget, parse_traceparent
-from infratrace._span import _current
-from infratrace.web import finish_http_span, http_span_name, request_attributes, set_route
+from infratrace.instrumentation import (
+    AnySpan,
+    SpanBudget,
+    attach,
+    detach,
+    finish_http_span,
+    http_span_name,
+    parse_traceparent,
+    request_attributes,
+    set_current_span,
+    set_route,
+    start_span,
+)
 
 from ._options import DjangoOptions, django_options
 from ._stream import AsyncTracedStream, TracedStream
@@ -31,7 +40,6 @@ from ._views import view_path
 __all__ = ["TraceMiddleware"]
 
 STATE_ATTR = "_infratrace"
-AnySpan = Any  # infratrace.Span | infratrace.NonRecordingSpan, or a custom hook's span
 # Entries per cache below; beyond them, computed per request. The Host header and the
 # method come from the client: the bounds keep junk values from growing the caches.
 MAX_SERVERS = 256
@@ -142,9 +150,11 @@ class TraceMiddleware:
                 attrs["user_agent.original"] = value
             if self._request_headers:
                 attrs.update(self._web.header_attributes("request", request.headers.items()))
-            span = infratrace.start_span(name, attrs, kind="server", parent=parent)
+            span = start_span(name, attrs, kind="server", parent=parent)
             limit = self._span_budget
-            trace = [span, _current.set(span), SpanBudget(limit).activate() if limit > 0 else None, method, None, None]
+            # attach, not set_current_span: the middleware may not run in a context of
+            # its own (a WSGI server thread reuses one for every request it serves).
+            trace = [span, attach(span), SpanBudget(limit).activate() if limit > 0 else None, method, None, None]
             request._infratrace = trace  # STATE_ATTR
             if self.timings is not None:
                 request._infratrace_timings = self.timings.start()
@@ -190,11 +200,13 @@ class TraceMiddleware:
                 entry = self._view_entry(key)
             http_name, route_attrs, web_name, web_attrs = entry
             span = trace[SPAN]
-            if route_attrs is not None:  # what infratrace.web.set_route does, precomputed
+            if route_attrs is not None:  # what set_route does, precomputed
                 span.name = http_name
                 span.set_attributes(route_attrs)
-            web = trace[WEB] = infratrace.start_span(web_name, web_attrs.copy(), kind="internal", parent=span)
-            _current.set(web)  # undone with the request's own token (_detach)
+            web = trace[WEB] = start_span(web_name, web_attrs.copy(), kind="internal", parent=span)
+            # No token to keep: detaching the request's own token (_detach) restores
+            # what was current before the request, whichever context this ran in.
+            set_current_span(web)
         except Exception:
             pass
 
@@ -311,8 +323,8 @@ def _detach(trace: RequestTrace) -> None:
     if budget is not None:
         budget.deactivate()  # a no-op when finish_http_span already did it
     try:
-        _current.reset(trace[TOKEN])
-    except (ValueError, RuntimeError):
+        detach(trace[TOKEN])
+    except RuntimeError:  # the token was used already
         pass
 
 

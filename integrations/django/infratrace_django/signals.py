@@ -22,13 +22,13 @@ import threading
 import types
 import weakref
 from collections.abc import Callable
+from contextvars import Token
 from typing import Any
 
 import django
 from django.dispatch import Signal
 
-import infratrace
-from infratrace._span import _current
+from infratrace.instrumentation import AnySpan, attach, detach, start_span
 
 from ._options import DjangoOptions
 from ._views import dotted_path
@@ -193,7 +193,7 @@ class TracedReceiver:
         self.receiver = receiver
         self.event = event
 
-    def _start(self, sender: Any) -> Any:
+    def _start(self, sender: Any) -> AnySpan:
         path = dotted_path(self.receiver)
         name = self.event[6:]
         attrs: dict[str, Any] = {
@@ -209,12 +209,12 @@ class TracedReceiver:
         policy = _policy
         if policy is not None and policy.service:
             attrs["service"] = policy.service
-        return infratrace.start_span(self.event, attrs, kind="internal")
+        return start_span(self.event, attrs, kind="internal")
 
     def __call__(self, signal: Any = None, sender: Any = None, **named: Any) -> Any:
         try:
             span = self._start(sender)
-            token = _current.set(span)
+            token = attach(span)
         except Exception:
             return self.receiver(signal=signal, sender=sender, **named)
         try:
@@ -242,9 +242,9 @@ class TracedReceiver:
         return f"<traced {self.receiver!r}>"
 
 
-def _end(span: Any, token: Any, exc: BaseException | None) -> None:
+def _end(span: AnySpan, token: Token[AnySpan | None], exc: BaseException | None) -> None:
     try:
-        _current.reset(token)
+        detach(token)
         span.end(exc) if exc is not None else span.end()
     except Exception:  # a faulty custom tracer must not break the send
         pass
@@ -256,7 +256,7 @@ class AsyncTracedReceiver(TracedReceiver):
     async def __call__(self, signal: Any = None, sender: Any = None, **named: Any) -> Any:
         try:
             span = self._start(sender)
-            token = _current.set(span)
+            token = attach(span)
         except Exception:
             return await self.receiver(signal=signal, sender=sender, **named)
         try:

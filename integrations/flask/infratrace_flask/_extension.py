@@ -16,7 +16,7 @@ from flask import Flask, request
 
 import infratrace
 from infratrace import ConfigError, Tracer
-from infratrace.web import WebOptions
+from infratrace.instrumentation import WebOptions
 
 from . import _signals
 from ._middleware import RequestTrace, TraceMiddleware, current_request
@@ -76,7 +76,7 @@ class InfraTrace:
 
     Options (keyword arguments here or in ``init_app``, or the mapping
     ``app.config["INFRATRACE_FLASK"]``; ``init_app`` keywords win, then the app config,
-    then the constructor's): the :class:`infratrace.web.WebOptions` keys
+    then the constructor's): the :class:`infratrace.instrumentation.WebOptions` keys
     (``excluded_paths``, ``request_headers``, ``response_headers``,
     ``sensitive_headers``, ``request_hook``, ``response_hook``,
     ``response_traceparent``, ``span_budget``, ``service``) plus ``signals`` (allow

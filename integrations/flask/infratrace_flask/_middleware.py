@@ -15,10 +15,18 @@ from contextvars import Context, ContextVar, copy_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-import infratrace
-from infratrace import NonRecordingSpan, Span, SpanBudget, parse_traceparent
-from infratrace._span import _current, _speedups
-from infratrace.web import WebOptions, finish_http_span, http_span_name, report_budget, request_attributes
+from infratrace.instrumentation import (
+    AnySpan,
+    SpanBudget,
+    WebOptions,
+    finish_http_span,
+    http_span_name,
+    parse_traceparent,
+    report_budget,
+    request_attributes,
+    set_current_span,
+    start_span,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -49,43 +57,17 @@ class OptionsSource(Protocol):
     def wrap_views(self) -> None: ...
 
 
-class _RequestTraceMethods:
-    """What the C and the pure-Python request trace share: the rare paths."""
+class RequestTrace:
+    """One traced request: its ``http:`` span, status, route and span budget.
 
-    __slots__ = ()
-    span: Span | NonRecordingSpan
-    options: WebOptions
-    status_code: int | None
-    _start_response: StartResponse
-
-    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
-        """``start_response`` when response headers are recorded or ``traceparent`` is
-        added to them."""
-        try:
-            self.status_code = int(status[:3])  # type: ignore[misc]  # a slot of the concrete classes
-            options = self.options
-            if options.response_headers:
-                self.span.set_attributes(options.header_attributes("response", headers))
-            if options.response_traceparent:
-                header = options.response_traceparent_header(self.span)
-                if header is not None:
-                    headers = [*headers, header]
-        except Exception:
-            pass
-        if exc_info is None:
-            return self._start_response(status, headers)
-        return self._start_response(status, headers, exc_info)
-
-
-class PyRequestTrace(_RequestTraceMethods):
-    """One traced request: its ``http:`` span, status, route and span budget (the
-    pure-Python form, and the reference for the C one: csrc/speedups/span.c)."""
+    Created once per request and touched by every hook, so it holds slots only and
+    each per-request method does its work in one call without helpers."""
 
     __slots__ = ("_start_response", "budget", "exc", "finished", "method", "options", "route", "span", "status_code", "streamed")
 
     def __init__(
         self,
-        span: Span | NonRecordingSpan,
+        span: AnySpan,
         budget: SpanBudget | None,
         options: WebOptions,
         method: str,
@@ -104,8 +86,8 @@ class PyRequestTrace(_RequestTraceMethods):
 
     def set_route(self, route: str) -> None:
         """The matched URL rule (``/users/<int:user_id>``) names the span (what
-        ``infratrace.web.set_route`` does, with the name and attributes made once per
-        method and rule)."""
+        :func:`infratrace.instrumentation.set_route` does, with the name and attributes
+        made once per method and rule)."""
         self.route = route
         found = _routes.get((self.method, route))
         if found is None:
@@ -124,8 +106,27 @@ class PyRequestTrace(_RequestTraceMethods):
             return self._start_response(status, headers)
         return self._start_response(status, headers, exc_info)
 
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
+        """``start_response`` when response headers are recorded or ``traceparent`` is
+        added to them."""
+        try:
+            self.status_code = int(status[:3])
+            options = self.options
+            if options.response_headers:
+                self.span.set_attributes(options.header_attributes("response", headers))
+            if options.response_traceparent:
+                header = options.response_traceparent_header(self.span)
+                if header is not None:
+                    headers = [*headers, header]
+        except Exception:
+            pass
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
+
     def finish(self, exc: BaseException | None = None) -> None:
-        """End the ``http:`` span (once): 5xx or an exception → error."""
+        """End the ``http:`` span (once): 5xx or an exception → error. Never raises:
+        it runs where the app's own exception, if any, must be the one that surfaces."""
         if self.finished:
             return
         self.finished = True
@@ -137,7 +138,10 @@ class PyRequestTrace(_RequestTraceMethods):
         budget = self.budget
         # Not deactivated: it lives in the request's own context, dropped after it.
         if budget is not None and budget.dropped:
-            report_budget(span, budget)
+            try:
+                report_budget(span, budget)
+            except Exception:
+                pass
         finish_http_span(span, status, exc)
 
 
@@ -150,20 +154,6 @@ def _route_entry(method: str, route: str) -> tuple[str, dict[str, Any]]:
     if len(_routes) < 10_000:
         _routes[(method, route)] = found
     return found
-
-
-if TYPE_CHECKING or _speedups is None:
-    RequestTrace = PyRequestTrace
-else:
-
-    class RequestTrace(_speedups.RequestTraceBase, _RequestTraceMethods):
-        """One traced request: its ``http:`` span, status, route and span budget. Its
-        fields, ``status_only``, ``set_route`` and ``finish`` are in C
-        (csrc/speedups/span.c), with :class:`PyRequestTrace`'s rules."""
-
-        __slots__ = ()
-        _routes = _routes
-        _route_entry = staticmethod(_route_entry)
 
 
 class TraceMiddleware:
@@ -227,10 +217,10 @@ class TraceMiddleware:
                 attrs["user_agent.original"] = value
             else:
                 del attrs["user_agent.original"]
-            span = infratrace.start_span(name, attrs, kind="server", parent=parent)
+            span = start_span(name, attrs, kind="server", parent=parent)
             # Current for the rest of this request's own context, which is dropped
             # after it: nothing to reset when the span ends (what begin() would do).
-            _current.set(span)
+            set_current_span(span)
             if options.request_headers:
                 span.set_attributes(options.header_attributes("request", _request_headers(environ, options)))
             limit = options.span_budget

@@ -15,7 +15,7 @@ from typing import Any
 from werkzeug.exceptions import HTTPException
 
 import infratrace
-from infratrace import NonRecordingSpan, Span
+from infratrace.instrumentation import AnySpan
 
 from ._middleware import _request
 
@@ -78,7 +78,7 @@ def wrap_view(view: Callable[..., Any], endpoint: str, service: str) -> Callable
     return wrapper
 
 
-def _end_failed(span: Span | NonRecordingSpan, exc: BaseException) -> None:
+def _end_failed(span: AnySpan, exc: BaseException) -> None:
     # abort(404) & co. are answers, not failures: keep the span ok with the code.
     code = exc.code if isinstance(exc, HTTPException) else None
     if code is not None and code < 500:
