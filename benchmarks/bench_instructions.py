@@ -398,7 +398,7 @@ def describe(argv: list[str]) -> list[str]:
     valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True, check=False).stdout.strip()
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "infratrace", "csrc", "integrations"],
+        ["git", "status", "--porcelain", "--", "infratrace", "integrations"],
         cwd=ROOT, capture_output=True, text=True, check=False,
     ).stdout.split("\n")
     changed = [line[3:] for line in dirty if line.strip()]

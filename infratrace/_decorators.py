@@ -1,5 +1,5 @@
 """Decorators that make every call of a function a child span: ``traced`` and the
-seed's automatic names ``service:<key>``, ``method:<key>``, ``trigger:<key>``.
+automatic names ``service:<key>``, ``method:<key>``, ``trigger:<key>``.
 
 Sync functions, coroutines, generators and async generators are all supported. A
 generator's span stays open across its yields but is the current span only while the

@@ -154,7 +154,7 @@ _GETTERS: dict[str, Getter] = {
     "events": events_as_dicts,
 }
 
-# Aliases (the names the seed's format placeholders also accept) → canonical names.
+# Aliases (other names ``format`` placeholders and ``fields`` accept) → canonical names.
 ALIASES: dict[str, str] = {
     "start": "start_time_unix_nano",
     "end": "end_time_unix_nano",

@@ -1,8 +1,8 @@
-"""The tracer behind the public functions, and the replaceable hook (SPEC §3).
+"""The tracer behind the public functions, and the replaceable hook.
 
 ``infratrace.begin()`` & co. call whatever :data:`TraceHook` is installed; the default
 is :class:`Tracer`, which owns the pipeline. A third party can install its own hook
-with :func:`set_hook` (the original calls this ``TraceHook``)."""
+with :func:`set_hook`."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from ._span import (
 __all__ = ["TraceHook", "Tracer", "get_hook", "set_hook", "trace_attrs"]
 
 ENTRY_KINDS = ("method", "service", "trigger", "http", "web", "event", "queue", "cron")
-# SPEC §3: the span kind an entry kind implies when none is given.
+# The span kind an entry kind implies when none is given.
 _DEFAULT_SPAN_KIND = {
     "http": SERVER,
     "web": SERVER,

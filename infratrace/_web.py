@@ -164,7 +164,7 @@ def http_span_name(method: str, route: str | None) -> str:
 
 def set_route(span: AnySpan, method: str, route: str, *, websocket: bool = False) -> None:
     """Name a server span after the route found once routing ran, and record it
-    (``http.route`` and the seed's ``target``)."""
+    (``http.route`` and ``target``)."""
     span.name = websocket_span_name(route) if websocket else http_span_name(method, route)
     span.set_attributes({"http.route": route, "target": route})
 
@@ -201,7 +201,7 @@ def request_attributes(
     protocol_version: str | None = None,
     service: str = "",
 ) -> dict[str, Any]:
-    """OTel HTTP server semantic-convention attributes plus the seed's
+    """OTel HTTP server semantic-convention attributes plus infratrace's
     ``service``/``kind``/``target``/``module``/``operation``."""
     normalized = normalize_method(method)
     attrs: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""SPEC §4–§5: the stable JSON schema, `fields` selection/renaming, `format` lines."""
+"""The stable JSON schema, `fields` selection/renaming, `format` lines."""
 
 from __future__ import annotations
 

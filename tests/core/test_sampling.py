@@ -1,4 +1,4 @@
-"""SPEC §2 sampling: ratio, rules, attrs, errors, hash keys, trace consistency,
+"""Sampling: ratio, rules, attrs, errors, hash keys, trace consistency,
 the dynamic factor — statistically and through a real connection."""
 
 from __future__ import annotations

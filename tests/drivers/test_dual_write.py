@@ -1,4 +1,4 @@
-"""Dual-write (the seed's multi-instance example, plus a file and an OTLP collector):
+"""Dual-write (console and GreptimeDB at once, plus a file and an OTLP collector):
 one dead destination delays and drops only its own spans; ending spans never waits
 for it, the other connections keep writing, and ``stats()`` accounts for every span."""
 

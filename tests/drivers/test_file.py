@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 import infratrace
-from infratrace import load_config, register_driver
-from infratrace import SpanData
-from tests.spans import span_data
+from infratrace import SpanData, load_config, register_driver
 from infratrace.drivers.file import FileDriver, window_end, window_start
+from tests.spans import span_data
 
 
 class Clock:

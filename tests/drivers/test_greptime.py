@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import infratrace
-from infratrace import ConfigError, ConnectionConfig, MissingExtraError, ResourceView, Span
+from infratrace import ConfigError, ConnectionConfig, MissingExtraError, Resource, Span, SpanData
 from infratrace.drivers._http import HttpStatusError
 from infratrace.drivers.greptime import (
     GreptimeDriver,
@@ -22,19 +22,18 @@ from infratrace.drivers.greptime import (
     escape_string_field,
     parse_dsn,
 )
+from tests.spans import span_data
 
 from .conftest import Collector, Influx, free_port
 
-RESOURCE = ResourceView(
+RESOURCE = Resource(
     {"service.name": "shop", "project": "shop", "profile": "test", "node": "n1", "role": "api", "process.pid": 7}
 )
 SEED_FIELDS = {"trace_id": "tid", "span_id": "sid", "parent_span_id": "psid", "timestamp": "ts"}
 
 
-def make_span(name: str, attrs: dict[str, Any] | None = None, parent: Span | None = None) -> Span:
-    span = Span(name, dict(attrs or {}), "internal", parent)
-    span._t1 = span._t0 + 2_345_678
-    return span
+def make_span(name: str, attrs: dict[str, Any] | None = None, parent: SpanData | None = None) -> SpanData:
+    return span_data(name, attrs, parent=parent, duration_ns=2_345_678, resource=RESOURCE)
 
 
 def config(setting: dict[str, Any], **conn: Any) -> ConnectionConfig:
@@ -158,10 +157,9 @@ def test_line_protocol_escaping() -> None:
 
 
 def test_line_shape() -> None:
-    span = make_span("service:a b", {"service": "orders", "n": 1})
-    span.set_status("error", "boom", 503)
+    span = span_data("service:a b", {"service": "orders", "n": 1}, status="error", message="boom", code=503, resource=RESOURCE)
     encoder = LineProtocolEncoder("traces", columns_for(config({}, fields=("service_name", "span_name", "code", "error"))))
-    assert encoder.line(span, RESOURCE) == (
+    assert encoder.line(span) == (
         f'traces,service_name=orders,span_name=service:a\\ b code=503i,error="boom" {span.start_time_unix_nano}'
     )
 
@@ -228,7 +226,9 @@ table = "spans, v1"
     assert rows[root.span_id]["kind"] == "server" and rows[root.span_id]["code"] == 0
     (child,) = [row for row in rows.values() if row["span_name"] == "service:orders load"]
     assert child["service_name"] == "orders" and child["target"] == "load"
-    assert json.loads(child["attributes"]) == {**TRICKY_ATTRS, "service": "orders", "kind": "service", "target": "load"}
+    # A mapping attribute is written as JSON text (attribute values are flat everywhere).
+    expected = {**TRICKY_ATTRS, "nested": json.dumps(TRICKY_ATTRS["nested"], separators=(",", ":"))}
+    assert json.loads(child["attributes"]) == {**expected, "service": "orders", "kind": "service", "target": "load"}
 
     assert influxd.tag_keys("obs", "spans, v1") == {"project", "profile", "node", "service_name", "span_name", "step", "entry"}
     types = influxd.field_types("obs", "spans, v1")
@@ -247,7 +247,7 @@ def test_round_trip_with_seed_renames_and_gzip(influxd: Influx) -> None:
     driver = GreptimeDriver(conn)
     parent = make_span("http:GET /", {"blob": "x" * 4000})
     child = make_span("web:index", parent=parent)
-    driver.write([parent, child], RESOURCE)
+    driver.write([parent, child])
     rows = {row["sid"]: row for row in influxd.rows("seed", "traces")}
     assert rows[child.span_id]["psid"] == parent.span_id
     assert rows[child.span_id]["tid"] == parent.trace_id
@@ -259,7 +259,7 @@ def test_round_trip_with_seed_renames_and_gzip(influxd: Influx) -> None:
 def test_rejected_write_is_not_retried(influxd: Influx) -> None:
     driver = GreptimeDriver(config({"url": influxd.url, "write_path": "/write", "db": "missing_db"}))
     with pytest.raises(HttpStatusError, match=r"HTTP 404.*database not found"):
-        driver.write([make_span("a")], RESOURCE)
+        driver.write([make_span("a")])
     assert driver.stats()["request_count"] == 1
 
 
@@ -269,7 +269,7 @@ def test_http_basic_auth_and_gzip_body(collector: Collector) -> None:
     )
     collector.default.status = 204
     spans = [make_span(f"s{i}", {"i": i}) for i in range(20)]
-    driver.write(spans, RESOURCE)
+    driver.write(spans)
     received = collector.wait_for(1)[0]
     assert received.path == "/v1/influxdb/write?db=public&precision=ns"
     assert received.headers["Authorization"] == "Basic YW5uOnMzY3JldA=="
@@ -290,7 +290,7 @@ def test_grpc_columns_and_rows() -> None:
     assert schema["duration"] == (ingester.ColumnDataType.INT64, ingester.SemanticType.FIELD)
     assert schema["tid"] == (ingester.ColumnDataType.STRING, ingester.SemanticType.FIELD)
     span = make_span("service:x", {"service": "pay", "amount": 3})
-    (row,) = driver.rows([span], RESOURCE)
+    (row,) = driver.rows([span])
     record = dict(zip([c.name for c in driver.columns], row, strict=True))
     assert record["ts"] == record["start"] == span.start_time_unix_nano
     assert record["duration"] == 2_345_678
@@ -303,7 +303,7 @@ def test_grpc_dead_server_fails_within_timeout() -> None:
     driver = GreptimeDriver(config({"host": "127.0.0.1", "port": free_port(), "timeout": "600ms"}))
     started = time.monotonic()
     with pytest.raises(Exception, match=r"(?i)connect|unavailable"):
-        driver.write([make_span("a")], RESOURCE)
+        driver.write([make_span("a")])
     assert time.monotonic() - started < 1.0
     stats = driver.stats()
     assert stats["retry_count"] >= 1 and stats["failed_request_count"] == 1 and stats["rows_written"] == 0
