@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _tracer
 from ._budget import SpanBudget, span_budget
-from ._config import Config, ConfigSource, ConnectionConfig, SampleConfig, SampleRule, SettingReader, load_config
+from ._config import Config, ConfigSource, ConnectionConfig, SampleConfig, SampleRule, load_config
 from ._decorators import method, service, traced, trigger
 from ._errors import ConfigError, InfratraceError, MissingExtraError
 from ._fields import DEFAULT_FIELDS
@@ -44,7 +44,6 @@ __all__ = [
     "Resource",
     "SampleConfig",
     "SampleRule",
-    "SettingReader",
     "Span",
     "SpanBudget",
     "SpanContext",
@@ -145,5 +144,3 @@ def force_flush(timeout: float | None = 30.0) -> bool:
 def shutdown(timeout: float | None = 30.0) -> bool:
     """Flush and close every connection (also run at interpreter exit)."""
     return _tracer._hook.shutdown(timeout)
-
-

@@ -1,6 +1,7 @@
-"""TOML configuration → validated, immutable objects (SPEC §2).
+"""TOML configuration → validated, immutable objects.
 
-Every check happens here, at ``configure()``: an error names the source, the key path,
+Every check happens here, in ``load_config()`` (which ``configure()`` and ``infratrace
+check`` both call), driver settings included: an error names the source, the key path,
 the value and what is allowed, and no span is ever written under a half-valid config.
 """
 
@@ -13,11 +14,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypeVar, Union, cast
 
 from ._errors import ConfigError
 from ._fields import FIELD_HELP, field_getter, format_placeholders
-from ._units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
+from ._registry import driver_settings_schema
+from ._settings import BOOL, CHOICE, DURATION, INT, NUMBER, SIZE, STR, TABLE, Setting, parse_settings
+from ._units import DURATION_HELP, parse_duration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,9 +33,10 @@ __all__ = [
     "ConnectionConfig",
     "SampleConfig",
     "SampleRule",
-    "SettingReader",
     "load_config",
 ]
+
+_T = TypeVar("_T")
 
 ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
 
@@ -64,8 +68,12 @@ class SampleConfig:
 
 @dataclass(frozen=True)
 class ConnectionConfig:
-    """One ``[trace.<name>]`` connection, validated. ``setting`` is passed to the
-    driver untouched; drivers read it through :class:`SettingReader`."""
+    """One ``[trace.<name>]`` connection, validated.
+
+    ``settings`` is the driver's ``setting`` table checked against the driver's
+    ``settings_schema`` (an instance of that dataclass, see :mod:`infratrace._settings`),
+    or, for a driver without a schema, the table itself as a dict. ``setting`` is
+    always the raw table."""
 
     name: str
     driver: str = "default"
@@ -80,9 +88,9 @@ class ConnectionConfig:
     resource: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<defaults>"
     path: str = "trace"  # where it stands in the TOML: "trace" or "trace.<name>"
+    # None when the config was made by hand: drivers then read ``setting`` themselves.
+    settings: Any = None
 
-    def setting_reader(self) -> SettingReader:
-        return SettingReader(self.setting, f"{self.path}.setting", self.source)
 
 
 @dataclass(frozen=True)
@@ -90,114 +98,6 @@ class Config:
     connections: tuple[ConnectionConfig, ...]
     resource: Mapping[str, Any]
     source: str
-
-
-class SettingReader:
-    """Typed, validated access to a driver's ``setting`` table.
-
-    Each getter takes the key and its aliases; a wrong type raises :class:`ConfigError`
-    naming ``trace.<conn>.setting.<key>``. Call :meth:`reject_unknown` last so a typo
-    in a key is reported instead of silently ignored."""
-
-    def __init__(self, setting: Mapping[builtins.str, Any], prefix: builtins.str, source: builtins.str) -> None:
-        self._setting = setting
-        self._prefix = prefix
-        self._source = source
-        self._used: set[builtins.str] = set()
-
-    def _find(self, names: Sequence[builtins.str]) -> tuple[builtins.str, Any] | None:
-        for name in names:
-            self._used.add(name)
-        for name in names:
-            if name in self._setting:
-                return name, self._setting[name]
-        return None
-
-    def error(self, key: builtins.str, value: Any, expected: builtins.str) -> ConfigError:
-        return ConfigError(f"{self._prefix}.{key}", value, expected, self._source)
-
-    def has(self, *names: builtins.str) -> builtins.bool:
-        return any(name in self._setting for name in names)
-
-    def str(self, *names: builtins.str, default: builtins.str = "") -> builtins.str:
-        found = self._find(names)
-        if found is None:
-            return default
-        key, value = found
-        if not isinstance(value, str):
-            raise self.error(key, value, "expected a string")
-        return value
-
-    def bool(self, *names: builtins.str, default: builtins.bool = False) -> builtins.bool:
-        found = self._find(names)
-        if found is None:
-            return default
-        key, value = found
-        if not isinstance(value, bool):
-            raise self.error(key, value, "expected true or false")
-        return value
-
-    def int(self, *names: builtins.str, default: builtins.int = 0, minimum: builtins.int = 0) -> builtins.int:
-        found = self._find(names)
-        if found is None:
-            return default
-        key, value = found
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.error(key, value, f"expected a whole number >= {minimum}")
-        return value
-
-    def number(self, *names: builtins.str, default: float = 0.0, minimum: float = 0.0) -> float:
-        found = self._find(names)
-        if found is None:
-            return default
-        key, value = found
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-            raise self.error(key, value, f"expected a number >= {minimum}")
-        return float(value)
-
-    def duration(self, *names: builtins.str, default: float = 0.0) -> float:
-        found = self._find(names)
-        if found is None:
-            return default
-        key, value = found
-        try:
-            return parse_duration(value)
-        except ValueError:
-            raise self.error(key, value, f"expected {DURATION_HELP}") from None
-
-    def size(self, *names: builtins.str, default: builtins.int = 0) -> builtins.int:
-        found = self._find(names)
-        if found is None:
-            return default
-        key, value = found
-        try:
-            return parse_size(value)
-        except ValueError:
-            raise self.error(key, value, f"expected {SIZE_HELP}") from None
-
-    def choice(self, *names: builtins.str, choices: Sequence[builtins.str], default: builtins.str) -> builtins.str:
-        found = self._find(names)
-        if found is None:
-            return default
-        key, value = found
-        if value not in choices:
-            raise self.error(key, value, "expected one of " + ", ".join(repr(c) for c in choices))
-        return str(value)
-
-    def table(self, *names: builtins.str) -> dict[builtins.str, Any]:
-        found = self._find(names)
-        if found is None:
-            return {}
-        key, value = found
-        if not isinstance(value, Mapping):
-            raise self.error(key, value, "expected a table")
-        return dict(value)
-
-    def reject_unknown(self) -> None:
-        for key in self._setting:
-            if key not in self._used:
-                valid = ", ".join(sorted(self._used))
-                raise self.error(key, self._setting[key], f"unknown key; valid keys: {valid}")
 
 
 # -- loading ------------------------------------------------------------------------
@@ -290,6 +190,8 @@ def _connection(name: str, table: Mapping[str, Any], prefix: str, origin: str, r
     driver = table.get("driver", "default")
     if not isinstance(driver, str) or not driver:
         raise ConfigError(f"{prefix}.driver", driver, "expected a driver name (a string)")
+    # An unknown driver fails here, not when configure() builds it.
+    schema = driver_settings_schema(driver, f"{prefix}.driver")
     json_ = table.get("json", False)
     if not isinstance(json_, bool):
         raise ConfigError(f"{prefix}.json", json_, "expected true or false")
@@ -311,6 +213,7 @@ def _connection(name: str, table: Mapping[str, Any], prefix: str, origin: str, r
     setting = table.get("setting", {})
     if not isinstance(setting, Mapping):
         raise ConfigError(f"{prefix}.setting", setting, "expected a table of driver options")
+    settings = dict(setting) if schema is None else parse_settings(schema, setting, f"{prefix}.setting")
     return ConnectionConfig(
         name=name,
         driver=driver,
@@ -325,6 +228,7 @@ def _connection(name: str, table: Mapping[str, Any], prefix: str, origin: str, r
         resource=resource,
         source=origin,
         path=prefix,
+        settings=settings,
     )
 
 

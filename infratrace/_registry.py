@@ -2,22 +2,36 @@
 entry-point group for third-party packages.
 
 A driver factory is called with the validated :class:`ConnectionConfig` at
-``configure()`` (so a bad ``setting`` fails there) and returns an object with
-``write(spans)`` and ``close()``."""
+``configure()`` and returns an object with ``write(spans)`` and ``close()``. A factory
+(usually the driver class) may declare the keys of its ``setting`` table as a
+``settings_schema`` attribute, a dataclass built with :mod:`infratrace._settings`:
+``load_config()`` then checks the table against it and the driver gets the typed
+object as ``config.settings``; without one, the table is passed through as a dict."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import threading
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ._config import ConnectionConfig
 from ._errors import ConfigError
 from ._spandata import SpanData
 
-__all__ = ["Driver", "DriverFactory", "available_drivers", "get_driver_factory", "register_driver"]
+if TYPE_CHECKING:
+    # Only for annotations: _config imports this module to look up settings schemas.
+    from ._config import ConnectionConfig
+
+__all__ = [
+    "Driver",
+    "DriverFactory",
+    "available_drivers",
+    "driver_settings_schema",
+    "get_driver_factory",
+    "register_driver",
+]
 
 ENTRY_POINT_GROUP = "infratrace.drivers"
 
@@ -36,7 +50,7 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
-DriverFactory = Callable[[ConnectionConfig], Driver]
+DriverFactory = Callable[["ConnectionConfig"], Driver]
 
 _BUILTIN: dict[str, str] = {
     "default": "infratrace.drivers.default:ConsoleDriver",
@@ -93,3 +107,14 @@ def get_driver_factory(name: str, key: str = "trace.driver") -> DriverFactory:
         except Exception as exc:
             raise ConfigError(key, name, f"its entry point failed to load: {exc!r}") from None
     raise ConfigError(key, name, "unknown driver; available: " + ", ".join(available_drivers()))
+
+
+def driver_settings_schema(name: str, key: str = "trace.driver") -> type[Any] | None:
+    """The ``settings_schema`` of the driver called ``name``, or ``None`` when its
+    factory declares none. Raises :class:`ConfigError` naming ``key`` for an unknown
+    driver. Built-in driver modules import their optional dependencies only when a
+    driver is built, so looking one up here needs none of them."""
+    schema = getattr(get_driver_factory(name, key), "settings_schema", None)
+    if schema is not None and not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
+        raise TypeError(f"the settings_schema of driver {name!r} must be a dataclass, got {schema!r}")
+    return schema

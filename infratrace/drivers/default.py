@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .._config import ConnectionConfig
+from .._settings import NoSettings, settings_for
 from .._spandata import SpanData
 from ._lines import LineEncoder
 
@@ -15,8 +16,10 @@ __all__ = ["ConsoleDriver"]
 
 
 class ConsoleDriver:
+    settings_schema = NoSettings
+
     def __init__(self, config: ConnectionConfig) -> None:
-        config.setting_reader().reject_unknown()
+        settings_for(config, NoSettings)  # any key is an error, also in a config not made by load_config()
         self._encode = LineEncoder(config)
 
     def write(self, spans: Sequence[SpanData]) -> None:

@@ -1,7 +1,8 @@
 """``driver = "file"``: JSON or format lines appended to a file, rotated by size
 (``maxsize``), time window (``slice``) and line count (``maxline``), rotated files
 optionally gzipped (``compress``) and pruned by age (``maxage``) and count
-(``maxfiles``). SPEC §6; decisions in docs/drivers.md.
+(``maxfiles``); the keys are declared in :class:`FileSettings`, decisions are in
+docs/drivers.md.
 
 Several processes may write one file: each batch is written under an exclusive
 ``flock`` on a lock file beside it (``.<name>.lock``, which never rotates, so every
@@ -17,18 +18,52 @@ import gzip
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .._config import ConnectionConfig
+from .._errors import ConfigError
+from .._settings import choice, duration, flag, settings_for, size, text, whole
 from .._spandata import SpanData
 from ._lines import LineEncoder
 
-__all__ = ["FileDriver"]
+__all__ = ["FileDriver", "FileSettings"]
 
 SLICES = ("", "year", "month", "day", "hour")
 _SLICE_LABEL = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d", "hour": "%Y-%m-%dT%H"}
 _CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    """``[trace.<conn>.setting]`` of ``driver = "file"``."""
+
+    store: str = text("", "base directory for a relative file name; created if missing", note="the working directory")
+    output: str = text(
+        "trace.log",
+        "file name; `{pid}` is replaced by the process id, `{name}` by the connection name",
+        aliases=("file", "path"),
+    )
+    maxsize: int = size(
+        0,
+        'rotate before a line would make the file larger than this (`"100MB"`, `"512KB"`, bytes); '
+        "a line larger than `maxsize` gets a file of its own",
+        note="off",
+    )
+    slice: str = choice("", SLICES, "rotate when the local-time window changes: `year`, `month`, `day`, `hour`", note="off")
+    maxline: int = whole(0, "rotate after this many lines", aliases=("maxlines",), note="off")
+    compress: bool = flag(
+        False, "gzip rotated files (`.gz`, written to `.gz.part` and renamed, so a reader never sees half a file)"
+    )
+    maxage: float = duration(0, 'delete rotated files older than this (`"7d"`, `"12h"`)', note="off")
+    maxfiles: int = whole(0, "keep only the newest N rotated files", note="off")
+    lock: bool = flag(True, "take the inter-process lock described below")
+
+    def validate(self, given: Mapping[str, str]) -> FileSettings:
+        if not self.output:
+            raise ConfigError(given.get("output", "output"), self.output, "expected a file name")
+        return self
 
 
 def window_start(slice_: str, when: float) -> float:
@@ -60,24 +95,21 @@ def window_end(slice_: str, when: float) -> float:
 
 
 class FileDriver:
+    settings_schema = FileSettings
+
     def __init__(self, config: ConnectionConfig, clock: Callable[[], float] = time.time) -> None:
-        setting = config.setting_reader()
-        store = setting.str("store", default="")
-        output = setting.str("output", "file", "path", default="trace.log")
-        if not output:
-            raise setting.error("output", output, "expected a file name")
-        self.max_size = setting.size("maxsize", default=0)
-        self.slice = setting.choice("slice", choices=SLICES, default="")
-        self.max_lines = setting.int("maxline", "maxlines", default=0)
-        self.compress = setting.bool("compress", default=False)
-        self.max_age = setting.duration("maxage", default=0.0)
-        self.max_files = setting.int("maxfiles", default=0)
-        self.lock = setting.bool("lock", default=True)
-        setting.reject_unknown()
-        name = output.replace("{pid}", str(os.getpid())).replace("{name}", config.name)
+        settings = settings_for(config, FileSettings)
+        self.max_size = settings.maxsize
+        self.slice = settings.slice
+        self.max_lines = settings.maxline
+        self.compress = settings.compress
+        self.max_age = settings.maxage
+        self.max_files = settings.maxfiles
+        self.lock = settings.lock
+        name = settings.output.replace("{pid}", str(os.getpid())).replace("{name}", config.name)
         path = Path(name)
-        if store and not path.is_absolute():
-            path = Path(store) / path
+        if settings.store and not path.is_absolute():
+            path = Path(settings.store) / path
         self.path = path
         self._clock = clock
         self._encode = LineEncoder(config)
@@ -87,10 +119,16 @@ class FileDriver:
         self._size = 0
         self._lines = 0
         self._window_end = 0.0
+        # Here and not in FileSettings: validation must not touch the file system.
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise setting.error("store", str(self.path.parent), f"cannot create the directory: {exc.strerror}") from None
+            raise ConfigError(
+                f"{config.path}.setting.store",
+                str(self.path.parent),
+                f"cannot create the directory: {exc.strerror}",
+                config.source,
+            ) from None
 
     # -- the write path -------------------------------------------------------------
     def write(self, spans: Sequence[SpanData]) -> None:

@@ -21,29 +21,27 @@ import importlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from .._config import ConnectionConfig, SettingReader
+from .._config import ConnectionConfig
 from .._errors import ConfigError, MissingExtraError
 from .._fields import FIELD_HELP, canonical_name, field_getter
 from .._json import encode_json
+from .._settings import choice, duration, flag, settings_for, text, whole
 from .._spandata import SpanData
-from .._units import parse_duration
+from .._units import DURATION_HELP, parse_duration
 from ._http import HttpSender, backoff_delay, basic_auth
 
-__all__ = ["Column", "GreptimeDriver", "LineProtocolEncoder", "columns_for", "parse_dsn"]
+__all__ = ["Column", "GreptimeDriver", "GreptimeSettings", "LineProtocolEncoder", "columns_for", "parse_dsn"]
 
 TAG, TIME, INT, FLOAT, STRING = "tag", "time", "int", "float", "string"
 PROTOCOLS = ("grpc", "http")
 DEFAULT_PORTS = {"grpc": 4001, "http": 4000}
 DEFAULT_WRITE_PATH = "/v1/influxdb/write"
-DEFAULT_TIMEOUT = 5.0
 _TIME_NAMES = frozenset({"time", "timestamp", "ts"})
-_INT_SOURCES = frozenset(
-    {"start_time_unix_nano", "end_time_unix_nano", "duration_nano", "status_code", "start_ms", "end_ms"}
-)
+_INT_SOURCES = frozenset({"start_time_unix_nano", "end_time_unix_nano", "duration_nano", "status_code", "start_ms", "end_ms"})
 _FLOAT_SOURCES = frozenset({"duration_ms"})
 _INT64 = (-(2**63), 2**63 - 1)
 _DSN_QUERY_KEYS = ("insecure", "tls", "timeout", "protocol")
@@ -259,22 +257,6 @@ def _field_text(role: str, value: Any) -> str | None:
 # -- settings ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Target:
-    protocol: str
-    host: str
-    port: int
-    username: str
-    password: str
-    database: str
-    table: str
-    timeout: float
-    tls: bool
-    write_path: str
-    ca: str
-    compress: bool
-
-
 def parse_dsn(dsn: str) -> dict[str, Any]:
     """``greptime://user:pass@host:4001/public/traces?insecure=true&timeout=5s`` (or
     ``http(s)://host:4000``) → the settings it holds; raises ``ValueError``."""
@@ -312,7 +294,12 @@ def parse_dsn(dsn: str) -> dict[str, Any]:
                 raise ValueError(f"{key} must be true or false")
             out[key] = value.lower() in ("true", "1")
         elif key == "timeout":
-            out["timeout"] = parse_duration(value)
+            try:
+                out["timeout"] = parse_duration(value)
+            except ValueError:
+                raise ValueError(f"timeout must be {DURATION_HELP}") from None
+            if out["timeout"] <= 0:
+                raise ValueError("timeout must be a positive duration")
         else:
             if value not in PROTOCOLS:
                 raise ValueError("protocol must be grpc or http")
@@ -320,55 +307,75 @@ def parse_dsn(dsn: str) -> dict[str, Any]:
     return out
 
 
-def _target(setting: SettingReader) -> Target:
-    dsn_key = "url" if setting.has("url") else "dsn"
-    dsn = setting.str("url", "dsn", default="")
-    from_url: dict[str, Any] = {}
-    if dsn:
-        try:
-            from_url = parse_dsn(dsn)
-        except ValueError as exc:
-            raise setting.error(dsn_key, dsn, str(exc)) from None
-    protocol = setting.choice("protocol", choices=PROTOCOLS, default=from_url.get("protocol", "grpc"))
-    host = setting.str("host", "server", default=from_url.get("host", "127.0.0.1"))
-    if not host:
-        raise setting.error("host", host, "expected a host name or address")
-    port = setting.int("port", default=from_url.get("port", DEFAULT_PORTS[protocol]), minimum=1)
-    if port > 65535:
-        raise setting.error("port", port, "expected a port number between 1 and 65535")
-    username = setting.str("username", "user", default=from_url.get("username", ""))
-    password = setting.str("password", "pass", default=from_url.get("password", ""))
-    database = setting.str("database", "db", default=from_url.get("database", "public"))
-    table = setting.str("table", default=from_url.get("table", "traces"))
-    if not database:
-        raise setting.error("database", database, "expected a database name")
-    if not table:
-        raise setting.error("table", table, "expected a table name")
-    timeout = setting.duration("timeout", default=from_url.get("timeout", DEFAULT_TIMEOUT))
-    if timeout <= 0:
-        raise setting.error("timeout", timeout, "expected a positive duration")
-    insecure = setting.bool("insecure", default=from_url.get("insecure", True))
-    tls = setting.bool("tls", default=from_url.get("tls", False)) or not insecure
-    write_path = setting.str("write_path", default=DEFAULT_WRITE_PATH)
-    if not write_path.startswith("/"):
-        raise setting.error("write_path", write_path, "expected a path starting with '/'")
-    ca = setting.str("ca", default="")
-    compress = setting.bool("gzip", "compress", default=True)
-    if protocol == "grpc" and tls and not ca:
-        raise setting.error(
-            "ca", ca, "gRPC over TLS needs the path of the server's CA certificate (PEM) in 'ca'"
-        )
-    setting.reject_unknown()
-    return Target(protocol, host, port, username, password, database, table, timeout, tls, write_path, ca, compress)
+@dataclass(frozen=True)
+class GreptimeSettings:
+    """``[trace.<conn>.setting]`` of ``driver = "greptime"``. After validation every
+    field holds the value in effect: the parts of ``url`` fill the keys not set, the
+    port follows the protocol, and ``tls`` is true when ``insecure = false``."""
+
+    url: str = text(
+        "",
+        "`greptime://user:pass@host:4001/<database>/<table>?insecure=true&timeout=5s&tls=false&protocol=grpc`, "
+        "or `http(s)://host:4000` for the HTTP protocol; the keys below override its parts",
+        aliases=("dsn",),
+        secret=True,  # it may hold the password
+    )
+    protocol: str = choice("grpc", PROTOCOLS, '`"grpc"` or `"http"`', note="`http` for an `http://` or `https://` url")
+    host: str = text("127.0.0.1", "the server's host name or address", aliases=("server",))
+    port: int = whole(DEFAULT_PORTS["grpc"], "the server's port", minimum=1, maximum=65535, note="`4000` for HTTP")
+    username: str = text("", "gRPC credentials; HTTP basic auth", aliases=("user",))
+    password: str = text("", "the password of `username`", aliases=("pass",), secret=True)
+    database: str = text("public", "the database; the `db` query parameter with HTTP", aliases=("db",))
+    table: str = text("traces", "the table; the measurement with HTTP")
+    timeout: float = duration("5s", "the time budget of one batch, all retries included", positive=True)
+    insecure: bool = flag(True, "`false` means TLS (as `tls = true`)")
+    tls: bool = flag(
+        False, "HTTPS with certificate verification; for gRPC, needs `ca`", note="`true` for `https://` or `insecure = false`"
+    )
+    ca: str = text("", "gRPC over TLS: path of the server's CA certificate (PEM)")
+    write_path: str = text(DEFAULT_WRITE_PATH, "HTTP only: the path of the write endpoint")
+    gzip: bool = flag(True, "HTTP only: gzip bodies of 512 bytes and more", aliases=("compress",))
+
+    def validate(self, given: Mapping[str, str]) -> GreptimeSettings:
+        def key(name: str) -> str:
+            return given.get(name, name)
+
+        from_url: dict[str, Any] = {}
+        if self.url:
+            try:
+                from_url = parse_dsn(self.url)
+            except ValueError as exc:
+                raise ConfigError(key("url"), self.url, str(exc)) from None
+        # A key written in the table wins over the URL, which wins over the default.
+        resolved = {name: getattr(self, name) if name in given else value for name, value in from_url.items()}
+        protocol = resolved.get("protocol", self.protocol)
+        if "port" not in given and "port" not in from_url:
+            resolved["port"] = DEFAULT_PORTS[protocol]
+        settings = replace(self, **resolved)
+        if not settings.insecure:
+            settings = replace(settings, tls=True)
+        for name, expected in (
+            ("host", "expected a host name or address"),
+            ("database", "expected a database name"),
+            ("table", "expected a table name"),
+        ):
+            if not getattr(settings, name):
+                raise ConfigError(key(name), getattr(settings, name), expected)
+        if not settings.write_path.startswith("/"):
+            raise ConfigError(key("write_path"), settings.write_path, "expected a path starting with '/'")
+        if settings.protocol == "grpc" and settings.tls and not settings.ca:
+            raise ConfigError(key("ca"), settings.ca, "gRPC over TLS needs the path of the server's CA certificate (PEM) in 'ca'")
+        return settings
 
 
 # -- the driver -----------------------------------------------------------------------
 
 
 class GreptimeDriver:
+    settings_schema = GreptimeSettings
+
     def __init__(self, config: ConnectionConfig) -> None:
-        setting = config.setting_reader()
-        self.target = _target(setting)
+        self.target = settings_for(config, GreptimeSettings)
         self.columns = columns_for(config)
         if not any(c.role not in (TAG, TIME) for c in self.columns):
             raise ConfigError(
@@ -388,7 +395,7 @@ class GreptimeDriver:
             headers = {"Authorization": basic_auth(t.username, t.password)} if t.username else {}
             scheme = "https" if t.tls else "http"
             url = f"{scheme}://{_host_for_url(t.host)}:{t.port}{t.write_path}?db={quote(t.database)}&precision=ns"
-            self._sender = HttpSender(url, headers=headers, timeout=t.timeout, compress=t.compress)
+            self._sender = HttpSender(url, headers=headers, timeout=t.timeout, compress=t.gzip)
             self.url = url
         else:
             self._init_grpc(f"{config.path}.driver")

@@ -145,9 +145,7 @@ def test_5xx_is_error_and_4xx_is_ok_with_code(span_file: Any, client_for: Any) -
 
 
 @pytest.mark.parametrize(("path", "key", "media"), [("/stream", "stream", "text/plain"), ("/sse", "sse", "text/event-stream")])
-def test_streaming_span_ends_after_the_last_chunk(
-    span_file: Any, client_for: Any, path: str, key: str, media: str
-) -> None:
+def test_streaming_span_ends_after_the_last_chunk(span_file: Any, client_for: Any, path: str, key: str, media: str) -> None:
     out = span_file()
     LAST_CHUNK_NS.pop(key, None)
     with client_for().stream("GET", path) as response:

@@ -10,7 +10,7 @@ from typing import Any
 from infratrace_asgi import TraceMiddleware
 
 import infratrace
-from infratrace.web import request_attributes
+from infratrace.instrumentation import request_attributes
 
 
 def _scope(path: str, client: Any, agent: bytes | None, host: bytes | None) -> dict[str, Any]:

@@ -239,6 +239,7 @@ def test_beat_sends_trigger_spans(celery_spans: Session) -> None:
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
+
         def consumed() -> list[dict[str, Any]]:
             spans = celery_spans.spans.all()
             triggers = {s["span_id"]: s for s in named(spans, "trigger:tick-twice-a-second")}

@@ -67,19 +67,34 @@ def test_broken_entry_point_is_a_config_error(tmp_path, monkeypatch):
     assert info.value.key == "trace.b.driver" and "entry point failed" in str(info.value)
 
 
-def test_driver_constructor_errors_name_the_connection():
-    from infratrace._config import ConnectionConfig
+def test_third_party_driver_settings_are_checked_by_load_config():
+    from dataclasses import dataclass
 
-    def picky(config: ConnectionConfig):
-        reader = config.setting_reader()
-        reader.int("port", minimum=1)
-        reader.reject_unknown()
-        return None
+    from infratrace import settings
 
-    register_driver("picky", picky)  # type: ignore[arg-type]
+    @dataclass(frozen=True)
+    class PickySettings:
+        port: int = settings.whole(80, "the port", minimum=1)
+
+    class Picky:
+        settings_schema = PickySettings
+
+        def __init__(self, config):
+            self.settings = settings.settings_for(config, PickySettings)
+
+        def write(self, spans):
+            pass
+
+        def close(self):
+            pass
+
+    register_driver("picky", Picky)  # type: ignore[arg-type]
     with pytest.raises(ConfigError) as info:
-        infratrace.configure('[trace.p]\ndriver = "picky"\n[trace.p.setting]\nport = 0')
+        infratrace.load_config('[trace.p]\ndriver = "picky"\n[trace.p.setting]\nport = 0')
     assert info.value.key == "trace.p.setting.port"
+    with pytest.raises(ConfigError) as info:
+        infratrace.load_config('[trace.p]\ndriver = "picky"\n[trace.p.setting]\nprot = 8')
+    assert info.value.key == "trace.p.setting.prot" and "port" in str(info.value)
 
 
 class ListHook:

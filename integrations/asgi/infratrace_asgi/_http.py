@@ -13,11 +13,14 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 
 import infratrace
-from infratrace import SpanBudget, SpanContext
-from infratrace.web import (
+from infratrace.instrumentation import (
+    AnySpan,
+    SpanBudget,
+    SpanContext,
     WebOptions,
     finish_http_span,
     http_span_name,
+    parse_traceparent,
     report_budget,
     request_attributes,
     set_route,
@@ -27,13 +30,10 @@ from ._routes import EndpointSpan, RouteTable
 
 __all__ = ["HttpCycle", "HttpSetup", "RecordingHttpCycle", "parse_request"]
 
-AnySpan = infratrace.Span | infratrace.NonRecordingSpan
 CLIENT_CLOSED = 499  # nginx's "client closed request": the span's code on a disconnect
 
 
-def parse_request(
-    scope: Scope, options: WebOptions, method: str
-) -> tuple[dict[str, Any], infratrace.SpanContext | None]:
+def parse_request(scope: Scope, options: WebOptions, method: str) -> tuple[dict[str, Any], SpanContext | None]:
     """Attributes of the request (OTel semconv + the seed's) and the remote parent from
     ``traceparent``/``tracestate`` (a malformed one is ignored)."""
     traceparent = tracestate = user_agent = host = None
@@ -74,7 +74,7 @@ def remote_parent(traceparent: bytes | None, tracestate: bytes | None) -> SpanCo
     if not traceparent:
         return None
     try:
-        return infratrace.parse_traceparent(traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else "")
+        return parse_traceparent(traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else "")
     except Exception:
         return None
 
@@ -205,9 +205,11 @@ class HttpCycle:
             bool(client_address),
             bool(agent),
         )
-        # The core tracer copies the attributes it is given: the shared base is
-        # handed over as is and the per-request values are written into the copy.
-        core = type(infratrace.get_hook()) is infratrace.Tracer
+        # The built-in tracer copies the attributes it is given: the shared base is
+        # handed over as is and the per-request values are written into the copy. A
+        # replacement hook might keep the dict it is given, so it gets a copy of its own.
+        hook: object = infratrace.get_hook()
+        core = type(hook) is infratrace.Tracer
         span = infratrace.start_span(http_span_name(method, None), base if core else dict(base), kind="server", parent=parent)
         self.span: AnySpan = span
         direct = type(span) is infratrace.Span and span.attributes is not base

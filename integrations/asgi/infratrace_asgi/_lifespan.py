@@ -9,10 +9,10 @@ from typing import Any
 from starlette.types import Message, Receive, Send
 
 import infratrace
+from infratrace.instrumentation import AnySpan
 
 __all__ = ["LifespanCycle"]
 
-AnySpan = infratrace.Span | infratrace.NonRecordingSpan
 FLUSH_TIMEOUT = 5.0
 
 

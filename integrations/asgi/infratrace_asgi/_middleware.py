@@ -8,9 +8,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-import infratrace
 from infratrace import ConfigError
-from infratrace.web import WebOptions
+from infratrace.instrumentation import WebOptions, attach, detach
 
 from ._http import HttpCycle, HttpSetup, RecordingHttpCycle
 from ._lifespan import LifespanCycle
@@ -28,8 +27,9 @@ class TraceMiddleware:
 
     ``app.add_middleware(TraceMiddleware, excluded_paths=["^/health$"])`` in Starlette
     or FastAPI, or ``TraceMiddleware(app, ...)`` around any ASGI app. Options are those
-    of :class:`infratrace.web.WebOptions` plus ``record_messages`` (ASGI messages as
-    span events); a bad one raises :class:`infratrace.ConfigError` naming the key."""
+    of :class:`infratrace.instrumentation.WebOptions` plus ``record_messages`` (ASGI
+    messages as span events); a bad one raises :class:`infratrace.ConfigError` naming
+    the key."""
 
     def __init__(self, app: ASGIApp, **options: Any) -> None:
         self.app = app
@@ -73,7 +73,7 @@ class TraceMiddleware:
         # Current while the app runs, set and reset here in the request's own context:
         # the span itself may end in another task (Starlette streams bodies from a task
         # group under ASGI spec < 2.4), where begin()'s own reset would not reach us.
-        token = infratrace.attach(cycle.span)
+        token = attach(cycle.span)
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except BaseException as exc:
@@ -90,7 +90,7 @@ class TraceMiddleware:
                     pass
         finally:
             cycle.end_budget()
-            infratrace.detach(token)
+            detach(token)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         options = self.options
@@ -106,7 +106,7 @@ class TraceMiddleware:
         if cycle is None:
             await self.app(scope, receive, send)
             return
-        token = infratrace.attach(cycle.span)
+        token = attach(cycle.span)
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except BaseException as exc:
@@ -122,7 +122,7 @@ class TraceMiddleware:
                 pass
         finally:
             cycle.end_budget()
-            infratrace.detach(token)
+            detach(token)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

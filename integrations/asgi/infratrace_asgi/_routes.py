@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Host, Mount, Route, Router, WebSocketRo
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import infratrace
-from infratrace.web import KNOWN_METHODS, http_span_name
+from infratrace.instrumentation import KNOWN_METHODS, http_span_name
 
 __all__ = ["EXCLUDED", "STATE_KEY", "EndpointSpan", "RouteTable", "endpoint_name", "find_router"]
 
@@ -138,9 +138,7 @@ class RouteTable:
                 template = prefix + route.path
                 self.templates[id(route)] = template
                 if not isinstance(route.app, EndpointSpan):
-                    route.app = EndpointSpan(
-                        route.app, endpoint_name(route.endpoint), template, route.name, self.service
-                    )
+                    route.app = EndpointSpan(route.app, endpoint_name(route.endpoint), template, route.name, self.service)
             elif isinstance(route, Mount):
                 inner = route.routes
                 if inner:

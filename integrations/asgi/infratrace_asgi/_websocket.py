@@ -6,15 +6,21 @@ from __future__ import annotations
 from starlette.types import Message, Receive, Scope, Send
 
 import infratrace
-from infratrace import SpanBudget
-from infratrace.web import WebOptions, finish_http_span, report_budget, set_route, websocket_span_name
+from infratrace.instrumentation import (
+    AnySpan,
+    SpanBudget,
+    WebOptions,
+    finish_http_span,
+    report_budget,
+    set_route,
+    websocket_span_name,
+)
 
 from ._http import parse_request
 from ._routes import EndpointSpan, RouteTable
 
 __all__ = ["WebSocketCycle", "websocket_span_name"]
 
-AnySpan = infratrace.Span | infratrace.NonRecordingSpan
 ERROR_CLOSE_CODES = frozenset({1011, 1014})  # internal error, bad gateway
 
 
@@ -33,9 +39,7 @@ class WebSocketCycle:
         "status",
     )
 
-    def __init__(
-        self, scope: Scope, receive: Receive, send: Send, options: WebOptions, routes: RouteTable | None
-    ) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, options: WebOptions, routes: RouteTable | None) -> None:
         attrs, parent = parse_request(scope, options, "GET")  # the handshake is a GET
         attrs["network.protocol.name"] = "websocket"
         self.span: AnySpan = infratrace.start_span(websocket_span_name(None), attrs, kind="server", parent=parent)
@@ -99,5 +103,3 @@ class WebSocketCycle:
         except Exception:
             pass
         finish_http_span(span, self.status if self.status is not None or exc is None else 500, exc)
-
-

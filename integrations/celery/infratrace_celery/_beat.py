@@ -43,9 +43,7 @@ def beat_may_publish() -> bool:
 
 def beat_entry_name(task_name: str, body: Any, headers: Mapping[str, Any]) -> str | None:
     """The schedule entry name when this publish comes from beat, else ``None``."""
-    from_beat = bool(headers.get("celery_beat_task")) or (
-        _beat_thread is not None and threading.get_ident() == _beat_thread
-    )
+    from_beat = bool(headers.get("celery_beat_task")) or (_beat_thread is not None and threading.get_ident() == _beat_thread)
     if not from_beat:
         return None
     service = _service() if _service is not None else None

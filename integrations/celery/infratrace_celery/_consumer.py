@@ -234,27 +234,31 @@ def on_revoked(
         if running is not None:  # runs here (threads/solo pool): annotate, it ends itself
             running.set_attribute("celery.revoked", why)
             return
-        span = _emit_from_request(sender, request, task_id, "REVOKED", None, f"task {why}")
-        if span is not None:
-            span.set_attribute("celery.revoked", why)
+        _emit_from_request(sender, request, task_id, "REVOKED", None, f"task {why}", {"celery.revoked": why})
     except Exception:
         pass
 
 
 def _emit_from_request(
-    task: Any, request: Any, task_id: Any, outcome: str, exc: BaseException | None, message: str | None
-) -> AnySpan | None:
+    task: Any,
+    request: Any,
+    task_id: Any,
+    outcome: str,
+    exc: BaseException | None,
+    message: str | None,
+    extra: dict[str, Any] | None = None,
+) -> None:
     options = state.options
     name = getattr(task, "name", None) or getattr(request, "task", None) or "unknown"
     if options is None or name in options.excluded_tasks:
-        return None
+        return
     parent: SpanContext | None = None
     if request is not None and _propagates(task, name):
         parent = context_from_request(request)[0]
     delivery = getattr(request, "delivery_info", None)
     destination = delivery.get("routing_key") if isinstance(delivery, Mapping) else None
     retries = getattr(request, "retries", 0) if request is not None else 0
-    return _emit(name, task_id, destination, retries, parent, outcome, exc, message)
+    _emit(name, task_id, destination, retries, parent, outcome, exc, message, extra)
 
 
 def _emit(
@@ -266,16 +270,20 @@ def _emit(
     outcome: str,
     exc: BaseException | None,
     message: str | None,
-) -> AnySpan:
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """A consumer span begun and ended at once. Every attribute goes in before it
+    ends: an ended span ignores further writes."""
     attrs = message_attributes(state.service, "queue", name, name, "process", task_id, destination, attempt_of(retries))
     attrs["celery.state"] = outcome
+    if extra:
+        attrs.update(extra)
     span = infratrace.start_span(f"queue:{name}", attrs, kind="consumer", parent=parent)
     if exc is not None:
         span.record_exception(exc)
         span.end()
     else:
         span.end(status="error", message=message or outcome.lower())
-    return span
 
 
 def _emit_from_message(message: Any, name: Any, task_id: Any, outcome: str, exc: Any, text: str) -> None:
@@ -303,9 +311,7 @@ def _emit_from_message(message: Any, name: Any, task_id: Any, outcome: str, exc:
     )
 
 
-def on_unknown(
-    sender: Any = None, message: Any = None, exc: Any = None, name: Any = None, id: Any = None, **_: Any
-) -> None:
+def on_unknown(sender: Any = None, message: Any = None, exc: Any = None, name: Any = None, id: Any = None, **_: Any) -> None:
     try:
         _emit_from_message(message, name, id, "UNKNOWN", None, f"unknown task {name!r} (not registered in the worker)")
     except Exception:
