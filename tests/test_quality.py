@@ -1,4 +1,4 @@
-"""The house rules, checked with every test run: ruff clean, mypy --strict clean."""
+"""The house rules, checked with every test run: ruff clean and formatted, mypy --strict clean."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 def test_ruff_is_clean():
     result = _run("ruff", "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_applied():
+    result = _run("ruff", "format", "--check", ".")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -11,16 +11,14 @@ import infratrace
 from infratrace._config import SampleConfig, SampleRule
 from infratrace._pipeline import dynamic_factor
 from infratrace._sampling import Sampler, hash01
-from infratrace._span import Span
+from infratrace._span import SpanContext
+from infratrace._spandata import SpanData
+from tests.spans import span_data
 
 
-def span(name: str = "x", attrs: dict | None = None, trace_id: int | None = None, status: str = "ok") -> Span:
-    s = Span(name, dict(attrs or {}), "internal", None)
-    if trace_id is not None:
-        s._tid = trace_id
-    if status == "error":
-        s.set_status("error")
-    return s
+def span(name: str = "x", attrs: dict | None = None, trace_id: int | None = None, status: str = "ok") -> SpanData:
+    parent = None if trace_id is None else SpanContext(trace_id, 1)
+    return span_data(name, attrs, parent=parent, status=status if status == "error" else None)
 
 
 def test_hash01_is_deterministic_uniform_and_in_range():
@@ -106,7 +104,14 @@ def test_trace_id_key_decides_per_trace_and_span_id_key_per_span():
 
 def test_dynamic_factor_thresholds():
     assert [dynamic_factor(x) for x in (0.0, 0.79, 0.8, 0.89, 0.9, 0.94, 0.95, 1.0)] == [
-        1.0, 1.0, 0.5, 0.5, 0.2, 0.2, 0.1, 0.1,
+        1.0,
+        1.0,
+        0.5,
+        0.5,
+        0.2,
+        0.2,
+        0.1,
+        0.1,
     ]
 
 

@@ -63,9 +63,7 @@ class Collector:
                 raw = self.rfile.read(size)
                 body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
                 with collector._cond:
-                    collector.requests.append(
-                        Received(self.path, dict(self.headers.items()), body, len(raw), time.monotonic())
-                    )
+                    collector.requests.append(Received(self.path, dict(self.headers.items()), body, len(raw), time.monotonic()))
                     reply = collector.script.pop(0) if collector.script else collector.default
                     collector._cond.notify_all()
                 self.send_response(reply.status)
