@@ -7,19 +7,18 @@ the value and what is allowed, and no span is ever written under a half-valid co
 
 from __future__ import annotations
 
-import builtins
 import os
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, Union, cast
+from typing import Any, TypeVar, Union
 
 from ._errors import ConfigError
 from ._fields import FIELD_HELP, field_getter, format_placeholders
 from ._registry import driver_settings_schema
-from ._settings import BOOL, CHOICE, DURATION, INT, NUMBER, SIZE, STR, TABLE, Setting, parse_settings
+from ._settings import parse_settings
 from ._units import DURATION_HELP, parse_duration
 
 if sys.version_info >= (3, 11):
@@ -90,7 +89,6 @@ class ConnectionConfig:
     path: str = "trace"  # where it stands in the TOML: "trace" or "trace.<name>"
     # None when the config was made by hand: drivers then read ``setting`` themselves.
     settings: Any = None
-
 
 
 @dataclass(frozen=True)

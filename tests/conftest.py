@@ -35,9 +35,7 @@ def span_file(tmp_path: Path) -> Iterator[Callable[..., SpanFile]]:
         path = tmp_path / "spans.jsonl"
         table = f"trace.{connection}" if connection else "trace"
         options = "".join(f"{key} = {json.dumps(value)}\n" for key, value in setting.items())
-        infratrace.configure(
-            f'[{table}]\ndriver = "file"\njson = true\n{extra}\n[{table}.setting]\noutput = "{path}"\n{options}'
-        )
+        infratrace.configure(f'[{table}]\ndriver = "file"\njson = true\n{extra}\n[{table}.setting]\noutput = "{path}"\n{options}')
         return SpanFile(path)
 
     yield make

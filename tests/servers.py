@@ -34,9 +34,7 @@ class TracedServer:
         self.base = f"http://127.0.0.1:{self.port}"
         self.traces = tmp_path / "traces.jsonl"
         config = tmp_path / "infratrace.toml"
-        config.write_text(
-            f'[trace]\ndriver = "file"\njson = true\ntimeout = "50ms"\n[trace.setting]\noutput = "{self.traces}"\n'
-        )
+        config.write_text(f'[trace]\ndriver = "file"\njson = true\ntimeout = "50ms"\n[trace.setting]\noutput = "{self.traces}"\n')
         env = {**os.environ, "INFRATRACE_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
         argv = [part.replace("{port}", str(self.port)) for part in argv]
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

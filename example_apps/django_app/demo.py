@@ -12,12 +12,30 @@ def run(ctx: Any) -> None:
     wsgi_port, asgi_port = ctx.free_port(), ctx.free_port()
     bin_dir = sys.executable.rsplit("/", 1)[0]
     ctx.start(
-        [f"{bin_dir}/gunicorn", "--bind", f"127.0.0.1:{wsgi_port}", "--workers", "1",
-         "--log-level", "warning", "example_apps.django_app.wsgi:application"]
+        [
+            f"{bin_dir}/gunicorn",
+            "--bind",
+            f"127.0.0.1:{wsgi_port}",
+            "--workers",
+            "1",
+            "--log-level",
+            "warning",
+            "example_apps.django_app.wsgi:application",
+        ]
     )
     ctx.start(
-        [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(asgi_port),
-         "--log-level", "warning", "example_apps.django_app.asgi:application"]
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(asgi_port),
+            "--log-level",
+            "warning",
+            "example_apps.django_app.asgi:application",
+        ]
     )
     for port in (wsgi_port, asgi_port):
         ctx.wait_http(f"http://127.0.0.1:{port}/health/")

@@ -35,13 +35,16 @@ def load_profile(user_id: int) -> dict[str, Any]:
 
 def create_app(**options: Any) -> Flask:
     app = Flask(__name__)
-    app.config.setdefault("INFRATRACE_FLASK", {
-        "excluded_paths": [r"^/health$"],
-        "signals": ["template_rendered", "got_request_exception", "example_apps.flask_app.app:order_placed"],
-        "request_headers": ["user-agent", "authorization"],
-        "response_traceparent": True,
-        "service": "shop",
-    })
+    app.config.setdefault(
+        "INFRATRACE_FLASK",
+        {
+            "excluded_paths": [r"^/health$"],
+            "signals": ["template_rendered", "got_request_exception", "example_apps.flask_app.app:order_placed"],
+            "request_headers": ["user-agent", "authorization"],
+            "response_traceparent": True,
+            "service": "shop",
+        },
+    )
     InfraTrace(app, **options)
 
     @app.get("/health")

@@ -15,8 +15,7 @@ def run(ctx: Any) -> None:
     port = ctx.free_port()
     base = f"http://127.0.0.1:{port}"
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    ctx.start([gunicorn, "example_apps.flask_app.app:app", "-b", f"127.0.0.1:{port}", "-w", "2",
-               "--log-level", "warning"])
+    ctx.start([gunicorn, "example_apps.flask_app.app:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--log-level", "warning"])
     ctx.wait_http(f"{base}/health")
     ctx.log(f"flask_app: requests to {base} (gunicorn, 2 workers)")
     for path, headers in (

@@ -12,8 +12,18 @@ def run(ctx: Any) -> None:
     port = ctx.free_port()
     base = f"http://127.0.0.1:{port}"
     ctx.start(
-        [sys.executable, "-m", "uvicorn", "example_apps.starlette_app.app:app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "example_apps.starlette_app.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
     )
     ctx.wait_http(f"{base}/health")
     ctx.log(f"starlette_app: requests to {base}")

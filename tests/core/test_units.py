@@ -32,7 +32,15 @@ def test_bad_durations(bad):
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("100MB", 100 * 1024**2), ("512KB", 512 * 1024), ("1GB", 1024**3), ("10", 10), (2048, 2048), ("1.5k", 1536), ("3MiB", 3 * 1024**2)],
+    [
+        ("100MB", 100 * 1024**2),
+        ("512KB", 512 * 1024),
+        ("1GB", 1024**3),
+        ("10", 10),
+        (2048, 2048),
+        ("1.5k", 1536),
+        ("3MiB", 3 * 1024**2),
+    ],
 )
 def test_sizes(text, size):
     assert parse_size(text) == size

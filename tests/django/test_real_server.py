@@ -27,8 +27,7 @@ def get(server: TracedServer, path: str, headers: dict[str, str] | None = None) 
 @pytest.fixture
 def gunicorn(tmp_path: Path) -> Iterator[TracedServer]:
     server = TracedServer(
-        [str(BIN / "gunicorn"), "--bind", "127.0.0.1:{port}", "--workers", "1",
-         "example_apps.django_app.wsgi:application"],
+        [str(BIN / "gunicorn"), "--bind", "127.0.0.1:{port}", "--workers", "1", "example_apps.django_app.wsgi:application"],
         tmp_path,
         health_path="/health/",
     )
@@ -39,8 +38,7 @@ def gunicorn(tmp_path: Path) -> Iterator[TracedServer]:
 @pytest.fixture
 def uvicorn(tmp_path: Path) -> Iterator[TracedServer]:
     server = TracedServer(
-        [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}",
-         "example_apps.django_app.asgi:application"],
+        [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "example_apps.django_app.asgi:application"],
         tmp_path,
         health_path="/health/",
     )

@@ -8,7 +8,7 @@ import infratrace
 
 
 def test_ok_to_stdout_errors_to_stderr_as_json(capfd):
-    infratrace.configure('[trace]\njson = true')
+    infratrace.configure("[trace]\njson = true")
     infratrace.trace("fine")
     infratrace.trace("broken", {"status": "error", "error": "boom"})
     infratrace.force_flush()

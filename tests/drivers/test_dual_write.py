@@ -82,12 +82,7 @@ def serve_requests(count: int) -> float:
 
 def assert_accounted(stats: dict[str, Any], name: str, ended: int) -> dict[str, Any]:
     connection: dict[str, Any] = stats["connections"][name]
-    total = (
-        connection["written_count"]
-        + connection["dropped_count"]
-        + connection["sampled_out_count"]
-        + connection["queue_len"]
-    )
+    total = connection["written_count"] + connection["dropped_count"] + connection["sampled_out_count"] + connection["queue_len"]
     assert total == ended, (name, connection)
     return connection
 

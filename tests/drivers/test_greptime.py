@@ -26,9 +26,7 @@ from tests.spans import span_data
 
 from .conftest import Collector, Influx, free_port
 
-RESOURCE = Resource(
-    {"service.name": "shop", "project": "shop", "profile": "test", "node": "n1", "role": "api", "process.pid": 7}
-)
+RESOURCE = Resource({"service.name": "shop", "project": "shop", "profile": "test", "node": "n1", "role": "api", "process.pid": 7})
 SEED_FIELDS = {"trace_id": "tid", "span_id": "sid", "parent_span_id": "psid", "timestamp": "ts"}
 
 
@@ -165,7 +163,7 @@ def test_line_shape() -> None:
 
 
 TRICKY_ATTRS = {
-    "sql": 'SELECT "a", b FROM t WHERE x = \'1\'',
+    "sql": "SELECT \"a\", b FROM t WHERE x = '1'",
     "path": "C:\\temp\\new",
     "multi": "line one\nline two\ttab",
     "nested": {"list": [1, 2.5, True, None], "quote": '"q"'},
