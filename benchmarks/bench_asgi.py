@@ -3,21 +3,27 @@
     .venv/bin/python benchmarks/bench_asgi.py [--requests 300] [--rounds 61] [--driver file|discard]
 
 One Starlette app (a parametrised JSON route, ``GET /users/{user_id:int}``) is built
-three times and called in this process as an ASGI callable — no server, no network:
+four times and called in this process as an ASGI callable — no server, no network:
 
 - ``bare``: the app alone;
-- ``otel``: ``StarletteInstrumentor.instrument_app`` (opentelemetry-instrumentation-
-  starlette / -asgi) with an SDK ``TracerProvider`` + ``BatchSpanProcessor`` + an
-  exporter that discards — 3 spans per request (server + 2 ``http send``);
+- ``otel``: OpenTelemetry's default set-up, ``StarletteInstrumentor.instrument_app``
+  (opentelemetry-instrumentation-starlette / -asgi) with an SDK ``TracerProvider`` +
+  ``BatchSpanProcessor`` + an exporter that discards — 3 spans per request (the
+  server span + 2 ``http send`` spans);
+- ``otel lean``: OpenTelemetry's leanest set-up: the same middleware
+  (``OpenTelemetryMiddleware``, added as ``instrument_app`` adds it, with the
+  Starlette instrumentation's route-named spans) with ``exclude_spans=["receive",
+  "send"]`` — 1 span per request, the same provider;
 - ``infratrace``: ``app.add_middleware(TraceMiddleware)`` with the ``file`` driver
   writing JSON lines to a temp file — 2 spans per request (``http:`` + ``web:``).
 
-Rounds interleave the three apps (so drift in machine load hits all of them), and each
+Rounds interleave the four apps (so drift in machine load hits all of them), and each
 round ends with the tracer's flush inside the timed region: the background work
 (export, JSON encoding, file writes) is paid for in the figure. Queues are sized so
 nothing is dropped or sampled out. Reported: the median over rounds of µs/request,
 as wall-clock time and as the process's CPU time (all threads; steadier on a shared
-machine), and the added cost = scenario − bare.
+machine), the added cost = scenario − bare, and infratrace's added cost as a ratio to
+each OpenTelemetry set-up's, also computed round by round (paired).
 """
 
 from __future__ import annotations
@@ -86,11 +92,33 @@ def bare() -> Scenario:
 
 
 def otel() -> Scenario:
+    """OpenTelemetry's default: ``instrument_app``, 3 spans per request."""
     from opentelemetry.instrumentation.starlette import StarletteInstrumentor
+
     provider, exporter = otel_provider()
     app = build_app()
     StarletteInstrumentor.instrument_app(app, tracer_provider=provider)
     scenario = Scenario("+ opentelemetry (sdk, batch, discard)", app, lambda: provider.force_flush(), 3)
+    scenario.exported = lambda: exporter.count
+    return scenario
+
+
+def otel_lean() -> Scenario:
+    """OpenTelemetry's leanest: the middleware ``instrument_app`` adds, without the
+    ``http receive``/``http send`` spans (``instrument_app`` has no such option), 1 span
+    per request named from the route as ``instrument_app`` names it."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.instrumentation.starlette import _get_default_span_details
+
+    provider, exporter = otel_provider()
+    app = build_app()
+    app.add_middleware(
+        OpenTelemetryMiddleware,
+        default_span_details=_get_default_span_details,
+        tracer_provider=provider,
+        exclude_spans=["receive", "send"],
+    )
+    scenario = Scenario("+ opentelemetry lean (exclude_spans receive, send)", app, lambda: provider.force_flush(), 1)
     scenario.exported = lambda: exporter.count
     return scenario
 
@@ -109,7 +137,7 @@ def infratrace_scenario(directory: Path, driver: str) -> Scenario:
     app.add_middleware(TraceMiddleware)
     label = "file driver, json" if driver == "file" else "discard driver"
     scenario = Scenario(f"+ infratrace ({label})", app, lambda: infratrace.force_flush(60), 2)
-    scenario.exported = lambda: infratrace.stats()["written_count"]  # type: ignore[attr-defined]
+    scenario.exported = lambda: int(infratrace.stats()["written_count"])
     return scenario
 
 
@@ -118,13 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300, help="requests per scenario per round")
     parser.add_argument("--rounds", type=int, default=61, help="many short rounds: see docs/benchmarks.md")
     parser.add_argument(
-        "--driver", choices=("file", "discard"), default="file",
+        "--driver",
+        choices=("file", "discard"),
+        default="file",
         help="infratrace's connection: JSON lines to a file (the figure that counts), or discard "
         "(the adapter's own cost, without formatting and writing)",
     )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        scenarios = [bare(), otel(), infratrace_scenario(Path(tmp), args.driver)]
+        scenarios = [bare(), otel(), otel_lean(), infratrace_scenario(Path(tmp), args.driver)]
         loop = asyncio.new_event_loop()
 
         def run_asgi(app: ASGIApp, n: int) -> None:
@@ -142,34 +172,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"python {sys.version.split()[0]}, {args.rounds} rounds x {args.requests} requests, medians over rounds\n")
         print(
-            "| scenario | spans/request | wall µs/request | added wall µs | added vs OTel (wall) "
-            "| cpu µs/request | added cpu µs | added vs OTel (cpu) |"
+            "| scenario | spans/request | µs/request (wall / cpu) | added µs (wall / cpu) "
+            "| added / OTel default added (wall / cpu) | added / OTel lean added (wall / cpu) |"
         )
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
         wall = [statistics.median(scenario.samples) for scenario in scenarios]
         cpu = [statistics.median(scenario.cpu_samples) for scenario in scenarios]
         for index, scenario in enumerate(scenarios):
-            cells = [scenario.name, str(scenario.spans_per_request)]
-            for figures in (wall, cpu):
-                added = figures[index] - figures[0]
-                otel_added = figures[1] - figures[0]
-                cells.append(f"{figures[index]:.1f}")
-                cells.append(f"{added:.1f}" if index else "")
-                cells.append(f"{added / otel_added:.3f}" if index else "")
+            cells = [scenario.name, str(scenario.spans_per_request), f"{wall[index]:.1f} / {cpu[index]:.1f}", "", "", ""]
+            if index:
+                added_wall, added_cpu = wall[index] - wall[0], cpu[index] - cpu[0]
+                cells[3] = f"{added_wall:.1f} / {added_cpu:.1f}"
+                for column, otel_index in ((4, 1), (5, 2)):
+                    otel_wall, otel_cpu = wall[otel_index] - wall[0], cpu[otel_index] - cpu[0]
+                    cells[column] = f"{added_wall / otel_wall:.3f} / {added_cpu / otel_cpu:.3f}"
             print("| " + " | ".join(cells) + " |")
-        bare_s, otel_s, traced_s = scenarios
-        print(
-            "\npaired per-round ratio, infratrace added / OTel added: "
-            f"cpu {paired_ratio(bare_s.cpu_samples, otel_s.cpu_samples, traced_s.cpu_samples)}; "
-            f"wall {paired_ratio(bare_s.samples, otel_s.samples, traced_s.samples)}"
-        )
+        bare_s, otel_s, lean_s, traced_s = scenarios
+        print()
+        for label, baseline in (("default", otel_s), ("lean", lean_s)):
+            print(
+                f"paired per-round ratio, infratrace added / OTel {label} added: "
+                f"cpu {paired_ratio(bare_s.cpu_samples, baseline.cpu_samples, traced_s.cpu_samples)}; "
+                f"wall {paired_ratio(bare_s.samples, baseline.samples, traced_s.samples)}"
+            )
         stats = infratrace.stats()
         print(
             f"\ninfratrace: {stats['written_count']} spans written, {stats['dropped_count']} dropped, "
             f"{stats['sampled_out_count']} sampled out, {stats['sync_fallback_count']} sync fallbacks"
         )
-        exported = scenarios[1].exported()  # type: ignore[attr-defined]
-        print(f"opentelemetry: {exported} spans exported")
+        print(f"opentelemetry: {otel_s.exported()} spans exported (default), {lean_s.exported()} (lean)")
         infratrace.shutdown()
     return 0
 

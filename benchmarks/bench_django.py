@@ -181,7 +181,7 @@ DjangoScenario = tuple[tuple[Any, Any], Callable[[], Any], Callable[[], None]]
 def build_scenarios(out: Path) -> tuple[dict[str, DjangoScenario], TracerProvider, DiscardExporter]:
     """The three scenarios (after :func:`setup_django`): infratrace configured to write
     JSON lines to ``out``, OpenTelemetry's provider and the exporter that counts its spans."""
-    from infratrace_django._options import django_options
+    from infratrace_django import django_options
     from infratrace_django.signals import install_signal_tracing, uninstall_signal_tracing
 
     import infratrace

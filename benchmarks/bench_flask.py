@@ -86,6 +86,7 @@ def bare() -> Scenario:
 
 def otel() -> Scenario:
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
     provider, exporter = otel_provider()
     app = build_app()
     FlaskInstrumentor.instrument_app(app, tracer_provider=provider)

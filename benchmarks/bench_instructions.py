@@ -8,8 +8,9 @@ timings of the other benchmarks, which move by ±50% between runs on a shared VM
 Method. Every scenario of bench_core.py (``bare call``, ``infratrace discard``,
 ``infratrace file json``, ``otel sdk``: chunks of 500 child spans with 3 attributes
 under a parent, a flush per chunk) and of bench_asgi.py / bench_flask.py /
-bench_django.py (WSGI) (``bare``, ``otel``, ``infratrace file json``) — built by those
-modules' own functions — runs in a child process under
+bench_django.py (WSGI) (``bare``, ``otel``, ``infratrace file json``, and for ASGI
+also ``otel lean``: OpenTelemetry's middleware with ``exclude_spans=["receive",
+"send"]``) — built by those modules' own functions — runs in a child process under
 ``valgrind --tool=callgrind`` twice:
 
 1. set-up (imports, app, tracer) + a warm-up (300 requests, or one chunk of spans)
@@ -23,7 +24,8 @@ bytecode caches, so both runs of a scenario execute the same start-up. After the
 requests, each child checks that infratrace wrote (``infratrace.stats()``) and
 OpenTelemetry exported every span, and this script checks that the JSON file has one
 line per span; any loss fails the run. "added" = scenario − bare; "added / OTel added"
-is the figure comparable to the other benchmarks' ratios.
+(OpenTelemetry's default set-up; for ASGI also its lean one) is the figure comparable
+to the other benchmarks' ratios.
 
 Limits. Instructions are not time. Not counted: cache and TLB misses, branch
 mispredictions, the kernel's side of system calls (``write``, ``futex``) and page
@@ -66,12 +68,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WARMUP_REQUESTS = 300
-BARE, OTEL = "bare", "otel"
+BARE, OTEL, OTEL_LEAN = "bare", "otel", "otel lean"
 IDLE = ("idle", "infratrace flusher")  # the calibration: seconds of an idle pipeline
 IDLE_SECONDS = (1, 10)  # slept in the set-up-only run, then more in the measured run
 TARGETS: dict[str, tuple[str, ...]] = {
     "core": ("bare call", "infratrace discard", "infratrace file json", "otel sdk"),
-    "asgi": (BARE, OTEL, "infratrace file json"),
+    "asgi": (BARE, OTEL, OTEL_LEAN, "infratrace file json"),
     "flask": (BARE, OTEL, "infratrace file json"),
     "django": (BARE, OTEL, "infratrace file json"),
 }
@@ -82,9 +84,19 @@ TITLES = {
     "django": "django: WSGI handler (bench_django.py), per request",
 }
 VERSIONS = (
-    "infratrace", "starlette", "flask", "werkzeug", "django", "asgiref", "opentelemetry-api", "opentelemetry-sdk",
-    "opentelemetry-instrumentation-asgi", "opentelemetry-instrumentation-starlette", "opentelemetry-instrumentation-wsgi",
-    "opentelemetry-instrumentation-flask", "opentelemetry-instrumentation-django",
+    "infratrace",
+    "starlette",
+    "flask",
+    "werkzeug",
+    "django",
+    "asgiref",
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "opentelemetry-instrumentation-asgi",
+    "opentelemetry-instrumentation-starlette",
+    "opentelemetry-instrumentation-wsgi",
+    "opentelemetry-instrumentation-flask",
+    "opentelemetry-instrumentation-django",
 )
 
 
@@ -148,9 +160,11 @@ def work_web(target: str, scenario: str, counts: tuple[int, int], directory: Pat
 
         def drive(app: Any, n: int) -> None:
             loop.run_until_complete(bench.drive(app, n))
+
     builders: dict[str, Callable[[], Any]] = {
         BARE: bench.bare,
         OTEL: bench.otel,
+        OTEL_LEAN: lambda: bench.otel_lean(),
         "infratrace file json": lambda: bench.infratrace_scenario(directory, "file"),
     }
     built = builders[scenario]()
@@ -158,7 +172,7 @@ def work_web(target: str, scenario: str, counts: tuple[int, int], directory: Pat
         drive(built.app, count)
         built.flush()
     requests = sum(counts)
-    if scenario == OTEL:
+    if scenario in (OTEL, OTEL_LEAN):
         return {"otel": check_exported(built.exported(), built.spans_per_request * requests)}
     if scenario == BARE:
         return {}
@@ -261,8 +275,15 @@ def child_env() -> dict[str, str]:
 
 def worker_command(target: str, scenario: str, counts: tuple[int, int], directory: Path) -> list[str]:
     return [
-        sys.executable, str(Path(__file__).resolve()), "--worker", target, scenario,
-        "--counts", f"{counts[0]},{counts[1]}", "--dir", str(directory),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        target,
+        scenario,
+        "--counts",
+        f"{counts[0]},{counts[1]}",
+        "--dir",
+        str(directory),
     ]
 
 
@@ -351,15 +372,16 @@ def table(target: str, results: dict[tuple[str, str], tuple[Run, Run]]) -> list[
         rest = (sum(measured.threads[1:]) - sum(baseline.threads[1:])) / n
         per[scenario] = (main + rest, main, rest)
     bare = per[scenarios[0]][0]
-    otel_name = next(name for name in scenarios if name.startswith("otel"))
-    otel_added = per[otel_name][0] - bare
+    otel_names = [name for name in scenarios if name.startswith("otel")]  # the default set-up first
+    otel_added = [per[name][0] - bare for name in otel_names]
     unit = "span" if target == "core" else "request"
+    ratio_heads = " | ".join(f"added / {'OTel' if name in (OTEL, 'otel sdk') else name} added" for name in otel_names)
     lines = [
         f"### {TITLES[target]}",
         "",
         f"| scenario | spans/{unit}{' (incl. parents)' if target == 'core' else ''} | instructions/{unit} | main thread "
-        "| other threads | added vs bare | added / OTel added |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| other threads | added vs bare | {ratio_heads} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(otel_names),
     ]
     for scenario in scenarios:
         measured, _ = results[(target, scenario)]
@@ -367,10 +389,11 @@ def table(target: str, results: dict[tuple[str, str], tuple[Run, Run]]) -> list[
         spans = spans_per_request(measured.figures, requests)
         total, main, rest = per[scenario]
         added = total - bare
-        cells = [scenario, spans, f"{total:,.0f}", f"{main:,.0f}", f"{rest:,.0f}", "", ""]
+        cells = [scenario, spans, f"{total:,.0f}", f"{main:,.0f}", f"{rest:,.0f}", ""] + [""] * len(otel_names)
         if scenario != scenarios[0]:
             cells[5] = f"{added:+,.0f}"
-            cells[6] = f"{added / otel_added:.3f}"
+            for index, reference in enumerate(otel_added):
+                cells[6 + index] = f"{added / reference:.3f}"
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for scenario in scenarios:
@@ -399,7 +422,10 @@ def describe(argv: list[str]) -> list[str]:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--", "infratrace", "integrations"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.split("\n")
     changed = [line[3:] for line in dirty if line.strip()]
     tree = f"git {head.stdout.strip()}" + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")

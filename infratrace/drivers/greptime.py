@@ -62,7 +62,7 @@ class Column:
     getter: Getter
 
 
-# (column, source field, role): SPEC §6, in table order.
+# (column, source field, role), in table order.
 DEFAULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("project", "project", TAG),
     ("role", "role", TAG),
