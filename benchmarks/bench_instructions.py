@@ -42,7 +42,7 @@ split between threads moves more between runs than the total, as some work (an
 export, a drain) can land on either side. A full (generation 2) garbage collection
 falls in the measured part of some scenarios and not of others (the children's gc
 counts are printed to stderr): a real cost, but a lumpy one. Repeated runs agree to
-~0.1-1% per figure.
+~0.1-1% per figure (Django's to ~3%).
 """
 
 from __future__ import annotations
