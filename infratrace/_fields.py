@@ -5,10 +5,10 @@ A connection's output is a short chain of small steps, each testable alone:
 - a *record* step picks the fields: :func:`stable_record` (the stable JSON-lines
   schema, the default), :class:`FieldSelection` (``fields = [...]``) or
   :class:`FieldRenames` (``fields = { old = "new" }``);
-- an *encoding* step turns it into one line: :func:`json_line`, or :class:`FormatLine`
-  for a ``format`` template (which reads the span itself).
+- an *encoding* step turns records into lines: JSON lines, or :class:`FormatLine` for a
+  ``format`` template (which reads the span itself).
 
-:func:`line_encoder` composes them from a connection's config; every driver that
+:func:`lines_encoder` composes them from a connection's config; every driver that
 writes lines (console, file) uses it, and the OTLP and GreptimeDB drivers use the
 same field getters (:func:`field_getter`) for their extra attributes and columns.
 Everything here runs on the pipeline's background threads, never on ``end()``.
@@ -21,7 +21,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._json import encode_json
+import msgspec
+
+from ._json import Raw, encode_json, encode_lines
 from ._spandata import SpanData
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ __all__ = [
     "canonical_name",
     "field_getter",
     "json_line",
-    "line_encoder",
+    "lines_encoder",
     "stable_record",
 ]
 
@@ -70,8 +72,7 @@ DEFAULT_FIELDS: tuple[str, ...] = (
 ENTRY_KINDS = frozenset({"method", "service", "trigger", "http", "web", "event", "queue", "cron"})
 
 Getter = Callable[[SpanData], Any]
-Record = dict[str, Any]
-RecordStep = Callable[[SpanData], Record]
+RecordStep = Callable[[SpanData], Any]  # a dict, or a StableRecord
 
 # -- time rendering (cached per second: strftime is the expensive part) -------------
 _utc_cache: tuple[int, str] = (-1, "")
@@ -201,47 +202,79 @@ def field_getter(name: str, flag: str = "") -> Getter | None:
 
 
 # -- record steps --------------------------------------------------------------------
-def stable_record(s: SpanData, flag: str = "") -> Record:
-    """The stable schema's record of one span (``DEFAULT_FIELDS`` order), plus
-    ``events`` when the span has some and ``flag`` when the connection sets one. The
-    resource is its JSON, encoded once per process."""
-    global _utc_cache
+class StableRecord(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """A span in the stable schema: its fields, in this order, are the JSON line's keys
+    (``DEFAULT_FIELDS``); ``events`` and ``flag`` appear only when set. A struct, not a
+    dict: made in one call, and encoded with its field names encoded once."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    name: str
+    kind: str
+    service_name: str
+    target: Any
+    status: str
+    status_code: int
+    status_message: str
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    duration_ms: float
+    start_ms: int
+    end_ms: int
+    timestamp: str
+    attributes: dict[str, Any]
+    resource: Raw
+    project: str
+    profile: str
+    node: str
+    events: list[dict[str, Any]] | None = None
+    flag: str = ""
+
+
+_utc_second: tuple[int, str] = (-1, "")
+
+
+def stable_record(s: SpanData, flag: str = "") -> StableRecord:
+    """The stable schema's record of one span, plus ``events`` when the span has some
+    and ``flag`` when the connection sets one. The resource is its JSON, encoded once
+    per process."""
+    global _utc_second
     name, kind, trace_id, span_id, parent, _, _, start, end, status, code, message, attrs, events, resource = s
     service = attrs.get("service")
     if service.__class__ is not str or not service:
         service = s.service_name
-    sec = start // 1_000_000_000
-    cached = _utc_cache  # rfc3339(), inlined: this runs for every line
+    # One big-int division; the rest is on small ints.
+    start_ms, sub_ms = divmod(start, 1_000_000)
+    sec, ms = divmod(start_ms, 1000)
+    cached = _utc_second  # rfc3339(), inlined: strftime once a second
     if cached[0] != sec:
-        cached = _utc_cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-    record = {
-        "trace_id": trace_id,
-        "span_id": span_id,
-        "parent_span_id": parent,
-        "name": name,
-        "kind": kind,
-        "service_name": service,
-        "target": attrs.get("target", ""),
-        "status": status,
-        "status_code": code,
-        "status_message": message,
-        "start_time_unix_nano": start,
-        "end_time_unix_nano": end,
-        "duration_ms": (end - start) / 1e6,
-        "start_ms": start // 1_000_000,
-        "end_ms": end // 1_000_000,
-        "timestamp": "%s.%06dZ" % (cached[1], (start % 1_000_000_000) // 1000),
-        "attributes": attrs,
-        "resource": resource.json,
-        "project": resource.project,
-        "profile": resource.profile,
-        "node": resource.node,
-    }
-    if events:
-        record["events"] = events_as_dicts(s)
-    if flag:
-        record["flag"] = flag
-    return record
+        cached = _utc_second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return StableRecord(
+        trace_id,
+        span_id,
+        parent,
+        name,
+        kind,
+        service,
+        attrs.get("target", ""),
+        status,
+        code,
+        message,
+        start,
+        end,
+        (end - start) / 1e6,
+        start_ms,
+        end // 1_000_000,
+        "%s.%06dZ" % (cached[1], ms * 1000 + sub_ms // 1000),
+        attrs,
+        resource.json,
+        resource.project,
+        resource.profile,
+        resource.node,
+        events_as_dicts(s) if events else None,
+        flag,
+    )
 
 
 class FieldSelection:
@@ -256,7 +289,7 @@ class FieldSelection:
     def keys(self) -> list[str]:
         return [key for key, _ in self.plan]
 
-    def __call__(self, s: SpanData) -> Record:
+    def __call__(self, s: SpanData) -> dict[str, Any]:
         return {key: getter(s) for key, getter in self.plan}
 
 
@@ -288,7 +321,7 @@ def record_keys(fields: Sequence[str] | Mapping[str, str] | None, flag: str = ""
 
 
 # -- encoding steps ------------------------------------------------------------------
-def json_line(record: Record) -> str:
+def json_line(record: Any) -> str:
     """One JSON line (without its newline)."""
     return encode_json(record).decode("utf-8")
 
@@ -306,7 +339,7 @@ def _render(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     if isinstance(value, (dict, list)):
-        return json_line(value)  # type: ignore[arg-type]
+        return json_line(value)
     if value is None:
         return ""
     return str(value)
@@ -339,9 +372,11 @@ class FormatLine:
         return "".join(p if isinstance(p, str) else _render(p(s)) for p in self._parts).replace("\n", "\\n")
 
 
-def line_encoder(config: ConnectionConfig) -> Callable[[SpanData], str]:
-    """A connection's whole chain: span record → one line of text (no newline)."""
+def lines_encoder(config: ConnectionConfig) -> Callable[[Sequence[SpanData]], bytes]:
+    """A connection's whole chain: spans → their lines, each followed by a newline, as
+    UTF-8 (JSON records encoded in one call; ``format`` lines joined)."""
     if not config.json:
-        return FormatLine(config.format, config.flag)
+        template = FormatLine(config.format, config.flag)
+        return lambda spans: ("\n".join([template(s) for s in spans]) + "\n").encode("utf-8", "replace") if spans else b""
     record = record_step(config.fields, config.flag)
-    return lambda s: json_line(record(s))
+    return lambda spans: encode_lines([record(s) for s in spans])

@@ -16,12 +16,22 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._json import encode_json, json_fragment
+from ._json import Raw, encode_json
 
 if TYPE_CHECKING:
     from ._span import Span
 
-__all__ = ["AttributeValue", "Event", "Resource", "SpanData", "safe_attributes", "safe_str", "safe_value", "snapshot"]
+__all__ = [
+    "AttributeValue",
+    "Event",
+    "Resource",
+    "SpanData",
+    "safe_attributes",
+    "safe_str",
+    "safe_text",
+    "safe_value",
+    "snapshot",
+]
 
 AttributeValue = str | bool | int | float | list[Any]
 
@@ -60,7 +70,7 @@ class Resource:
         self.pid = int(attributes.get("process.pid", os.getpid()))
         self.instance = f"{self.node}:{self.pid}"
         # Serialised once: every JSON line embeds the same resource.
-        self.json: Any = json_fragment(encode_json(self.attributes))
+        self.json = Raw(encode_json(self.attributes))
 
     def __repr__(self) -> str:
         return f"Resource({self.attributes!r})"
@@ -124,17 +134,18 @@ def snapshot(span: Span, resource: Resource) -> SpanData:
     ctx = span._ctx
     pid = span._pid
     events = span._events
+    name = span.name
     last = _last_trace
     if last[0] != span._tid:  # a trace's spans mostly end one after another
-        last = _last_trace = (span._tid, "%032x" % span._tid)
+        last = _last_trace = (span._tid, span._tid.to_bytes(16, "big").hex())
     return _new(
         SpanData,
         (
-            span.name if span.name.__class__ is str else safe_str(span.name),
+            name if name.__class__ is str and name.isascii() else safe_str(name),
             span.kind,
             last[1],
-            "%016x" % span._sid,
-            "%016x" % pid if pid else "",
+            span._sid.to_bytes(8, "big").hex(),
+            pid.to_bytes(8, "big").hex() if pid else "",
             1 if ctx is None else ctx[0],
             "" if ctx is None else ctx[1],
             span._t0 + offset,
@@ -160,12 +171,13 @@ _PLAIN = frozenset((str, bool))
 
 def safe_attributes(attributes: Any) -> dict[str, AttributeValue]:
     """``attributes`` with every key a ``str`` and every value one every output can
-    hold (see :func:`safe_value`). The span's own dict is returned as it is when
+    hold (see :func:`safe_value`). Text is not checked for lone surrogates here (that
+    would cost every span): each encoder writes one as ``?``. The span's own dict is returned as it is when
     nothing needs converting (the common case: the span has ended, nothing writes it)."""
     try:
         for key, value in attributes.items():
             cls = value.__class__
-            if key.__class__ is not str or (cls not in _PLAIN and not _plain_number(value, cls)):
+            if key.__class__ is not str or (cls is not str and cls is not bool and not _plain_number(value, cls)):
                 break
         else:
             return attributes  # type: ignore[no-any-return]
@@ -190,7 +202,9 @@ def safe_value(value: Any) -> AttributeValue | None:
     other object become text; a mapping becomes JSON text; a nested list or a mapping
     inside a list becomes text."""
     cls = value.__class__
-    if cls is str or cls is bool:
+    if cls is str:
+        return value if value.isascii() else safe_text(value)
+    if cls is bool:
         return value  # type: ignore[no-any-return]
     if value is None:
         return None
@@ -213,8 +227,10 @@ def _json_text(value: Mapping[Any, Any]) -> str:
 
 def _scalar(value: Any) -> str | bool | int | float:
     """An item of a list attribute: a scalar as :func:`safe_value` makes it, or text."""
-    if isinstance(value, (str, bool)):
-        return str(value) if type(value) not in (str, bool) else value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return safe_text(str.__str__(value))
     if isinstance(value, int):
         return int(value) if _INT64_MIN <= value <= _INT64_MAX else safe_str(value)
     if isinstance(value, float):
@@ -225,10 +241,27 @@ def _scalar(value: Any) -> str | bool | int | float:
 
 
 def safe_str(value: object) -> str:
-    """``str(value)``, or a placeholder naming its type when ``__str__`` fails (or
-    recurses, or runs out of memory): a bad value never costs the span."""
+    """``str(value)`` as text every output can hold (see :func:`safe_text`), or a
+    placeholder naming its type when ``__str__`` fails (or recurses, or runs out of
+    memory): a bad value never costs the span."""
     try:
         text = str(value)
-        return text if text.__class__ is str else str.__str__(text)
+        return safe_text(text if text.__class__ is str else str.__str__(text))
     except Exception:  # RecursionError, MemoryError, ValueError (huge ints), whatever a hostile __str__ raises
         return f"<unprintable {type(value).__name__}>"
+
+
+def safe_text(text: str) -> str:
+    """``text`` as valid UTF-8: a lone surrogate (which no encoder can write) becomes
+    ``?``."""
+    if text.isascii() or _encodes(text):
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

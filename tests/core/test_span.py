@@ -280,3 +280,15 @@ def test_attach_and_detach_make_a_span_current_for_a_while(span_file):
     assert infratrace.current_span() is None
     detached.end()
     assert out.by_name()["chunk"]["parent_span_id"] == detached.span_id
+
+
+def test_text_that_is_not_utf8_costs_no_span(span_file):
+    """A lone surrogate can't be written as UTF-8: it is written as "?" and the other
+    spans of the batch are written as usual."""
+    out = span_file()
+    infratrace.trace("before")
+    infratrace.trace("bad \ud800 name", {"text": "x\udfffy", "key \ud801": 1})
+    infratrace.trace("after")
+    records = out.spans()
+    assert [r["name"] for r in records] == ["before", "bad ? name", "after"]
+    assert records[1]["attributes"] == {"text": "x?y", "key ?": 1}
