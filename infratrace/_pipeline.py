@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 from ._config import Config, ConnectionConfig
@@ -55,7 +56,8 @@ class ConnectionRunner:
         # Four times the shared queue: a runner thread may wait several GIL switch
         # intervals (5 ms each) before it can write, while the app keeps ending spans.
         self.capacity = 4 * config.buffer
-        self._backlog: deque[SpanData] = deque()
+        self._backlog: deque[Sequence[SpanData]] = deque()  # kept batches, whole
+        self._backlog_len = 0  # spans in the backlog
         self._cond = threading.Condition(threading.Lock())
         self._write_lock = threading.Lock()
         self._stopping = False
@@ -81,7 +83,7 @@ class ConnectionRunner:
     def accept(self, spans: Sequence[SpanData]) -> None:
         # The dynamic factor, from this connection's own backlog: the queue that
         # fills when its destination cannot keep up (see docs/pipeline.md).
-        factor = self.factor = dynamic_factor(len(self._backlog) / self.capacity)
+        factor = self.factor = dynamic_factor(self._backlog_len / self.capacity)
         sampler = self.sampler
         if sampler.keeps_everything and factor >= 1.0:
             kept: Sequence[SpanData] = spans
@@ -92,12 +94,14 @@ class ConnectionRunner:
         if not kept:
             return
         with self._cond:
-            room = self.capacity - len(self._backlog)
+            room = self.capacity - self._backlog_len
             if len(kept) > room:
                 self.dropped_full += len(kept) - max(room, 0)
                 kept = kept[: max(room, 0)]
             if kept:
-                self._backlog.extend(kept)
+                # The batch goes over whole: no per-span work between the threads.
+                self._backlog.append(kept)
+                self._backlog_len += len(kept)
                 self.accepted += len(kept)
                 self._cond.notify()
 
@@ -105,15 +109,19 @@ class ConnectionRunner:
     def _run(self) -> None:
         backlog = self._backlog
         cond = self._cond
+        limit = self.config.buffer
         while True:
             with cond:
                 while not backlog and not self._stopping:
                     cond.wait()
                 if not backlog:
                     return
-                count = min(len(backlog), self.config.buffer)
-                batch = [backlog.popleft() for _ in range(count)]
-            self._write(batch)
+                batch = list(backlog.popleft())
+                while backlog and len(batch) + len(backlog[0]) <= limit:
+                    batch += backlog.popleft()
+                self._backlog_len -= len(batch)
+            for start in range(0, len(batch), limit):
+                self._write(batch[start : start + limit])
             with cond:
                 self._done += len(batch)
                 cond.notify_all()
@@ -177,7 +185,7 @@ class ConnectionRunner:
     def stats(self) -> dict[str, Any]:
         return {
             "driver": self.config.driver,
-            "queue_len": len(self._backlog),
+            "queue_len": self._backlog_len,
             "queue_cap": self.capacity,
             "accepted_count": self.accepted,
             "written_count": self.written,
@@ -290,16 +298,11 @@ class Pipeline:
             if not count:
                 return 0
             popleft = queue.popleft
-            resource = self.resource
-            batch: list[SpanData] = []
-            for _ in range(count):
-                span = popleft()
-                try:
-                    batch.append(snapshot(span, resource))
-                except Exception as exc:  # pragma: no cover - snapshot converts what it cannot read
-                    for runner in self.runners:
-                        runner.dropped_failed += 1
-                        runner._report(exc, 1)
+            spans = [popleft() for _ in range(count)]
+            try:
+                batch = list(map(snapshot, spans, repeat(self.resource, count)))
+            except Exception:  # a span snapshot cannot read (a deleted field): the others still go
+                batch = self._snapshot_one_by_one(spans)
             self.queued += count
             self.flushes += 1
             self.flushed_spans += count
@@ -310,6 +313,17 @@ class Pipeline:
                     runner.dropped_failed += len(batch)
                     runner._report(exc, len(batch))
             return count
+
+    def _snapshot_one_by_one(self, spans: list[Span]) -> list[SpanData]:
+        batch: list[SpanData] = []
+        for span in spans:
+            try:
+                batch.append(snapshot(span, self.resource))
+            except Exception as exc:
+                for runner in self.runners:
+                    runner.dropped_failed += 1
+                    runner._report(exc, 1)
+        return batch
 
     def force_flush(self, timeout: float | None = None) -> bool:
         """Write everything ended so far; ``False`` if ``timeout`` ran out first."""
