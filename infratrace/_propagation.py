@@ -20,28 +20,44 @@ _TRACESTATE_MEMBER = re.compile(
 MAX_TRACESTATE_MEMBERS = 32
 
 
-_HEX_OR_DASH = frozenset("0123456789abcdef-")
-
-
 def parse_traceparent(value: str, tracestate: str = "") -> SpanContext | None:
     """Parse one ``traceparent`` value (and its ``tracestate``); ``None`` when it is not
     valid: ``<version>-<32 hex trace id>-<16 hex span id>-<2 hex flags>``, lowercase,
     ids not all zeros, version not ``ff``; a version above ``00`` may append
-    ``-<more>``. Checked by position and character set, not a regular expression: it
+    ``-<more>``. Checked by position and string methods, not a regular expression: it
     runs on every incoming request."""
     value = value.strip()
     if len(value) != 55 and (len(value) < 56 or value[55] != "-" or value[:2] == "00" or "\n" in value):
         return None
     head = value[:55]
-    if head[2] != "-" or head[35] != "-" or head[52] != "-" or head.count("-") != 3 or not _HEX_OR_DASH.issuperset(head):
+    version = head[:2]
+    trace_hex = head[3:35]
+    span_hex = head[36:52]
+    flags_hex = head[53:55]
+    # isalnum() refuses the signs, underscores and spaces int() would accept; the
+    # comparison with lower() refuses upper case, and "x" the 0x prefix; int() refuses
+    # the other letters past f.
+    if (
+        head[2] != "-"
+        or head[35] != "-"
+        or head[52] != "-"
+        or version == "ff"
+        or not (version + trace_hex + span_hex + flags_hex).isalnum()
+        or not head.isascii()
+        or head != head.lower()
+        or "x" in head
+    ):
         return None
-    if head[:2] == "ff":
+    try:
+        int(version, 16)
+        trace_id = int(trace_hex, 16)
+        span_id = int(span_hex, 16)
+        flags = int(flags_hex, 16)
+    except ValueError:
         return None
-    trace_id = int(head[3:35], 16)
-    span_id = int(head[36:52], 16)
     if not trace_id or not span_id:
         return None
-    return SpanContext(trace_id, span_id, int(head[53:55], 16), _clean_tracestate(tracestate) if tracestate else "")
+    return SpanContext(trace_id, span_id, flags, _clean_tracestate(tracestate) if tracestate else "")
 
 
 def format_traceparent(context: Span | NonRecordingSpan | SpanContext) -> str:

@@ -149,7 +149,8 @@ class Tracer:
             if budget is not None and not budget.take():
                 return NonRecordingSpan(_safe_name(name), parent)
             if attrs:
-                attributes = dict(attrs)
+                # copy() clones a dict's table; dict() re-inserts key by key when it has holes
+                attributes = attrs.copy() if attrs.__class__ is dict else dict(attrs)
                 if kind is None:
                     kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL)  # type: ignore[arg-type]
             else:
@@ -187,7 +188,7 @@ class Tracer:
             budget = _active_budget.get()
             if budget is not None and not budget.take():
                 return NonRecordingSpan(_safe_name(name), parent, make_current=False)
-            attributes = dict(attrs) if attrs else {}
+            attributes = (attrs.copy() if attrs.__class__ is dict else dict(attrs)) if attrs else {}
             if kind is None:
                 kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
             elif kind not in _KIND_SET:

@@ -85,3 +85,18 @@ def test_extract_never_raises_on_odd_carriers():
     assert extract({"traceparent": 12}) is None
     assert extract({}) is None
     assert extract({"traceparent": ["a", "b"]}) is None
+
+
+@pytest.mark.parametrize(
+    "part",
+    ["0x", "+1", "-1", "_1", " 1", "AB", "g1", "\u0660\u0661", "\u00b21"],
+)
+def test_traceparent_refuses_what_int_would_accept(part):
+    """Each id is lowercase hex only: no sign, underscore, space, 0x prefix, upper case or
+    other Unicode digits, although int(..., 16) takes several of them."""
+    good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    trace = good[:3] + part + good[3 + len(part) :]
+    span = good[:36] + part + good[36 + len(part) :]
+    assert infratrace.parse_traceparent(good) is not None
+    assert infratrace.parse_traceparent(trace) is None
+    assert infratrace.parse_traceparent(span) is None

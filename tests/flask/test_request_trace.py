@@ -6,6 +6,7 @@ that also records response headers and adds ``traceparent``."""
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -342,3 +343,56 @@ def test_a_4xx_from_abort_before_the_view_body_keeps_the_rule(spans: SpansFn, ma
     assert app.test_client().get("/private/x").status_code == 403
     (server,) = servers(spans())
     assert (server["name"], server["status"], server["status_code"]) == ("http:GET /private/<name>", "ok", 403)
+
+
+# -- the request line and the server ---------------------------------------------------
+
+
+def test_an_environ_without_host_or_script_name_falls_back_to_the_server(spans: SpansFn) -> None:
+    app = Flask(__name__)
+    InfraTrace(app)
+
+    @app.get("/users/<int:user_id>")
+    def show_user(user_id: int) -> str:
+        return str(user_id)
+
+    environ: dict[str, Any] = {  # HTTP/1.0: no Host; SCRIPT_NAME and REMOTE_ADDR may be left out when empty
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/users/7",
+        "SERVER_NAME": "backend.internal",
+        "SERVER_PORT": "8080",
+        "SERVER_PROTOCOL": "HTTP/1.0",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+    }
+    statuses: list[str] = []
+    body = app(environ, lambda status, headers, exc_info=None: statuses.append(status))  # type: ignore[arg-type,func-returns-value]
+    assert b"".join(body) == b"7" and statuses == ["200 OK"]
+    (server,) = servers(spans())
+    attrs = server["attributes"]
+    assert server["name"] == "http:GET /users/<int:user_id>"
+    assert (attrs["server.address"], attrs["server.port"], attrs["network.protocol.version"]) == ("backend.internal", 8080, "1.0")
+    assert (attrs["url.path"], attrs["http.route"]) == ("/users/7", "/users/<int:user_id>")
+    assert "client.address" not in attrs and "user_agent.original" not in attrs
+
+
+def test_the_response_hook_sees_the_final_response(spans: SpansFn) -> None:
+    seen: list[str | None] = []
+    app = Flask(__name__)
+
+    @app.after_request
+    def stamp(response: Response) -> Response:  # registered before init_app: Flask runs it last
+        response.headers["X-Stamp"] = "late"
+        return response
+
+    InfraTrace(app, response_hook=lambda span, request, response: seen.append(response.headers.get("X-Stamp")))
+
+    @app.get("/ok")
+    def ok() -> str:
+        return "ok"
+
+    assert app.test_client().get("/ok").headers["X-Stamp"] == "late"
+    assert seen == ["late"]
+    (server,) = servers(spans())
+    assert (server["name"], server["status_code"]) == ("http:GET /ok", 200)

@@ -153,12 +153,17 @@ def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
             trace.exc = exception
             _record_route(trace)
 
-    # after_request sees the final response, error pages included (after the
-    # after_request functions registered later than init_app): the matched rule,
-    # whether the body is still to be produced (streamed) or the request is
-    # complete, and what the response hook wants. One cheap call per request; a
-    # request_finished receiver or a URL value preprocessor costs more.
-    def response_ready(response: flask.Response) -> flask.Response:
+    # Flask's process_response (documented as the method to override to modify the
+    # response before it is sent; it runs the after_request functions and saves the
+    # session) returns the final response, error pages included: the matched rule,
+    # whether the body is still to be produced (streamed) or the request is complete,
+    # and what the response hook wants. Wrapping it costs one call per request; an
+    # after_request function costs Flask an ensure_sync() (inspect's
+    # iscoroutinefunction, five more calls) on top of the call itself.
+    process_response = app.process_response
+
+    def traced_process_response(response: flask.Response) -> flask.Response:
+        response = process_response(response)
         trace = _current_request()
         if trace is not None:
             try:
@@ -174,7 +179,7 @@ def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
                 pass
         return response
 
-    app.after_request(response_ready)
+    app.process_response = traced_process_response  # type: ignore[method-assign]
     # weak=False: the closure lives as long as the app.
     flask.signals.got_request_exception.connect(_signals.mark_internal(record_exception), app, weak=False)
     _connect_request_hook(app, tracing)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import Context, ContextVar, copy_context
+from operator import itemgetter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -94,30 +95,12 @@ class RequestTrace:
             found = _route_entry(self.method, route)
         span = self.span
         span.name, attrs = found
-        span.set_attributes(attrs)
-
-    def status_only(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
-        """``start_response`` when no response header is recorded or added."""
-        try:
-            self.status_code = int(status[:3])
-        except Exception:
-            pass
-        if exc_info is None:
-            return self._start_response(status, headers)
-        return self._start_response(status, headers, exc_info)
+        span.attributes.update(attrs)  # not ended yet: no set_attributes() call needed
 
     def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
-        """``start_response`` when response headers are recorded or ``traceparent`` is
-        added to them."""
+        """The server's ``start_response``, recording the status code."""
         try:
             self.status_code = int(status[:3])
-            options = self.options
-            if options.response_headers:
-                self.span.set_attributes(options.header_attributes("response", headers))
-            if options.response_traceparent:
-                header = options.response_traceparent_header(self.span)
-                if header is not None:
-                    headers = [*headers, header]
         except Exception:
             pass
         if exc_info is None:
@@ -145,6 +128,28 @@ class RequestTrace:
         finish_http_span(span, status, exc)
 
 
+class HeaderRequestTrace(RequestTrace):
+    """A traced request whose response headers are recorded or get ``traceparent``."""
+
+    __slots__ = ()
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Any:
+        try:
+            self.status_code = int(status[:3])
+            options = self.options
+            if options.response_headers:
+                self.span.set_attributes(options.header_attributes("response", headers))
+            if options.response_traceparent:
+                header = options.response_traceparent_header(self.span)
+                if header is not None:
+                    headers = [*headers, header]
+        except Exception:
+            pass
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
+
+
 # (method, rule) -> (span name, {"http.route", "target"}): as small as the route table.
 _routes: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
 
@@ -163,9 +168,10 @@ class TraceMiddleware:
         self.wsgi_app = wsgi_app
         self.source = source
         self._options: WebOptions | None = None
-        # (method, scheme, host, SERVER_PORT, SERVER_PROTOCOL) -> (span name, attributes
-        # with placeholders for the per-request values): a handful of entries per app.
-        self._templates: dict[tuple[str, str, str, str, str], tuple[str, dict[str, Any]]] = {}
+        self._trace_class: type[RequestTrace] = RequestTrace
+        # The environ's values for _TEMPLATE_KEY_DEFAULTS -> (span name, attributes with
+        # placeholders for the per-request values): a handful of entries per app.
+        self._templates: dict[tuple[str, ...], tuple[str, dict[str, Any]]] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         source = self.source
@@ -182,28 +188,19 @@ class TraceMiddleware:
     ) -> Iterable[bytes]:
         # The request's http: span (one function: every Python call here is per request).
         try:
-            get = environ.get
-            method = get("REQUEST_METHOD", "GET")
-            parent = None
-            traceparent = get("HTTP_TRACEPARENT")
-            if traceparent:
-                parent = parse_traceparent(traceparent, get("HTTP_TRACESTATE", ""))
             if options is not self._options:  # first request, or init_app again
-                self._templates = {}
-                self._options = options
-            key = (
-                method,
-                get("wsgi.url_scheme", "http"),
-                get("HTTP_HOST") or get("SERVER_NAME") or "",
-                get("SERVER_PORT", ""),
-                get("SERVER_PROTOCOL", ""),
-            )
+                self._use(options)
+            try:  # one C call for the keys every request from a WSGI server has
+                key = _template_key(environ)
+            except KeyError:
+                key = _template_key_or_defaults(environ)
             found = self._templates.get(key)
             if found is None:
                 found = self._template(key, options)
             name, attrs = found
             attrs = attrs.copy()
-            path = get("SCRIPT_NAME", "") + get("PATH_INFO", "")
+            get = environ.get
+            path = key[6] + get("PATH_INFO", "")
             if not path.isascii():  # WSGI strings are latin-1 decoded bytes
                 path = path.encode("latin-1").decode("utf-8", "replace")
             attrs["target"] = attrs["url.path"] = path or "/"
@@ -217,21 +214,25 @@ class TraceMiddleware:
                 attrs["user_agent.original"] = value
             else:
                 del attrs["user_agent.original"]
-            span = start_span(name, attrs, kind="server", parent=parent)
+            value = get("HTTP_TRACEPARENT")
+            span = start_span(
+                name,
+                attrs,
+                kind="server",
+                parent=parse_traceparent(value, get("HTTP_TRACESTATE", "")) if value else None,
+            )
             # Current for the rest of this request's own context, which is dropped
             # after it: nothing to reset when the span ends (what begin() would do).
             set_current_span(span)
             if options.request_headers:
                 span.set_attributes(options.header_attributes("request", _request_headers(environ, options)))
             limit = options.span_budget
-            trace = RequestTrace(span, SpanBudget(limit).activate() if limit > 0 else None, options, method, start_response)
+            trace = self._trace_class(span, SpanBudget(limit).activate() if limit > 0 else None, options, key[0], start_response)
             _request.set(trace)
         except Exception:
             return self.wsgi_app(environ, start_response)
         try:
-            body = self.wsgi_app(
-                environ, trace.start_response if options.response_headers or options.response_traceparent else trace.status_only
-            )
+            body = self.wsgi_app(environ, trace.start_response)
         except BaseException as exc:
             trace.finish(exc)
             raise
@@ -247,12 +248,20 @@ class TraceMiddleware:
             return body
         return TracedBody(body, trace, context)
 
-    def _template(self, key: tuple[str, str, str, str, str], options: WebOptions) -> tuple[str, dict[str, Any]]:
+    def _use(self, options: WebOptions) -> None:
+        """New options: templates made for the old ones (their ``service``) are stale;
+        the ``start_response`` wrapper depends on the response options."""
+        self._templates = {}
+        self._trace_class = HeaderRequestTrace if options.response_headers or options.response_traceparent else RequestTrace
+        self._options = options
+
+    def _template(self, key: tuple[str, ...], options: WebOptions) -> tuple[str, dict[str, Any]]:
         """The span name and the attributes that depend on the request line and the
         server only, built by ``request_attributes`` with placeholders for the values
         that change per request (path, client address, user agent: filled in place, so
         the attributes keep ``request_attributes``' order)."""
-        method, scheme, host, server_port, protocol = key
+        method, scheme, host, server_name, server_port, protocol, _ = key
+        host = host or server_name
         if host.startswith("["):  # [::1]:8000
             address, _, port_text = host[1:].partition("]")
             port_text = port_text[1:]
@@ -277,6 +286,26 @@ class TraceMiddleware:
             self._templates.clear()
         self._templates[key] = found
         return found
+
+
+# What the span's name and server attributes depend on (SCRIPT_NAME, the mount point,
+# rides along: it prefixes the path), with the value a missing key stands for: all
+# but HTTP_HOST are in every request from a WSGI server, and HTTP/1.1 requires Host.
+_TEMPLATE_KEY_DEFAULTS = {
+    "REQUEST_METHOD": "GET",
+    "wsgi.url_scheme": "http",
+    "HTTP_HOST": "",
+    "SERVER_NAME": "",
+    "SERVER_PORT": "",
+    "SERVER_PROTOCOL": "",
+    "SCRIPT_NAME": "",
+}
+_template_key: Callable[[WSGIEnvironment], tuple[str, ...]] = itemgetter(*_TEMPLATE_KEY_DEFAULTS)
+
+
+def _template_key_or_defaults(environ: WSGIEnvironment) -> tuple[str, ...]:
+    get = environ.get
+    return tuple([get(name, default) for name, default in _TEMPLATE_KEY_DEFAULTS.items()])
 
 
 _MAX_TEMPLATES = 256

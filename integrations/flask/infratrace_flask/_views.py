@@ -38,7 +38,9 @@ def wrap_view(view: Callable[..., Any], endpoint: str, service: str) -> Callable
         service, "web", endpoint, {"module": module, "operation": getattr(func, "__qualname__", endpoint)}
     )
     if not service:
-        del attrs["service"]
+        # Rebuilt, not ``del``-ed: begin() copies the attributes with dict(attrs), which
+        # clones the table only when it has no deleted slots (else inserts key by key).
+        attrs = {key: value for key, value in attrs.items() if key != "service"}
 
     traced = _request.get  # the traced request, or None
 
