@@ -345,6 +345,42 @@ def test_tracing_errors_never_reach_the_app(span_file: Any, client_for: Any) -> 
         infratrace.set_hook(previous)
 
 
+def test_a_replacement_hook_gets_both_spans_and_a_copy_of_the_attributes(span_file: Any, client_for: Any) -> None:
+    """The built-in tracer is called directly when it is installed; any other hook gets
+    the http: span, the web: child (through infratrace.begin) and dicts of its own."""
+    tracer = infratrace.get_hook()
+    begun: list[tuple[str, str, dict[str, Any]]] = []
+
+    class Recording:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(tracer, name)
+
+        def begin(self, name: str, attrs: Any = None, **kwargs: Any) -> Any:
+            begun.append(("begin", name, attrs))
+            return tracer.begin(name, attrs, **kwargs)
+
+        def start_span(self, name: str, attrs: Any = None, **kwargs: Any) -> Any:
+            begun.append(("start_span", name, attrs))
+            return tracer.start_span(name, attrs, **kwargs)
+
+    out = span_file()
+    client = client_for()
+    infratrace.set_hook(Recording())  # type: ignore[arg-type]
+    try:
+        for _ in range(2):
+            assert client.get("/users/7").status_code == 200
+    finally:
+        infratrace.set_hook(tracer)
+    assert [(how, name) for how, name, _ in begun if name.startswith(("http:", "web:"))] == [
+        ("start_span", "http:GET"),
+        ("begin", "web:tests.asgi.app.user"),
+    ] * 2
+    http_attrs = [attrs for how, name, attrs in begun if name == "http:GET"]
+    assert http_attrs[0] is not http_attrs[1]  # a copy per request, never the shared base
+    http = [span for span in out.spans() if span["name"] == "http:GET /users/{user_id:int}"]
+    assert len(http) == 2 and all(span["attributes"]["url.path"] == "/users/7" for span in http)
+
+
 def test_inside_other_middleware_and_around_base_http_middleware(span_file: Any) -> None:
     """Starlette's BaseHTTPMiddleware runs the rest of the app in a task group: the
     route, the web: child and the span's end must survive that."""

@@ -26,7 +26,7 @@ from infratrace.instrumentation import (
     set_route,
 )
 
-from ._routes import EndpointSpan, RouteTable
+from ._routes import Begin, EndpointSpan, RouteTable
 
 __all__ = ["HttpCycle", "HttpSetup", "RecordingHttpCycle", "parse_request"]
 
@@ -90,6 +90,12 @@ def _hashable(server: Any) -> Any:
     return tuple(server) if isinstance(server, list) else server
 
 
+# Bound once: read on every request.
+_get_hook = infratrace.get_hook
+_Tracer = infratrace.Tracer
+_Span = infratrace.Span
+
+
 # Host header -> (server.address, server.port). Hosts are few; the bound keeps a client
 # that sends random Host headers from growing it.
 _hosts: dict[bytes, tuple[str, int | None]] = {}
@@ -115,45 +121,47 @@ def _server(host: bytes | None, server: Any) -> tuple[str | None, int | None]:
 
 class HttpSetup:
     """What one middleware instance decides once instead of per request: its options
-    reduced to flags, the route table, and the request attributes that do not change
-    between requests (see :meth:`base_attributes`)."""
+    reduced to flags, the route table, and the request attributes and span name that
+    do not change between requests (see :meth:`base`)."""
 
-    __slots__ = ("_bases", "options", "record", "routes", "start_work")
+    __slots__ = ("_bases", "budget", "options", "record", "routes", "start_work")
 
     def __init__(self, options: WebOptions, record_messages: bool) -> None:
         self.options = options
         self.record = record_messages
         self.routes: RouteTable | None = None
         self.start_work = bool(options.response_headers or options.response_traceparent or options.response_hook)
-        self._bases: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.budget = options.span_budget  # 0: unlimited, no budget per request
+        self._bases: dict[tuple[Any, ...], tuple[dict[str, Any], str]] = {}
 
-    def base_attributes(
-        self, method: str, scheme: str, host: bytes | None, server: Any, version: Any, client: bool, agent: bool
-    ) -> dict[str, Any]:
+    def base(self, key: tuple[Any, ...], server: Any) -> tuple[dict[str, Any], str]:
         """``request_attributes()`` for this kind of request, with placeholders for
-        what changes per request (path, client address, user agent): the caller copies
-        it and overwrites those keys in place, so the attribute order is the same as
-        ``request_attributes()`` builds. Keys are few (methods x Host headers); bounded."""
-        key = (method, scheme, host, version, client, agent) if host else (method, scheme, server, version, client, agent)
-        base = self._bases.get(key)
-        if base is None:
-            server_address, server_port = _server(host, server)
-            base = request_attributes(
-                framework="asgi",
-                method=method,
-                path="",
-                scheme=scheme,
-                server_address=server_address,
-                server_port=server_port,
-                client_address="-" if client else None,
-                user_agent="-" if agent else None,
-                protocol_version=version,
-                service=self.options.service,
-            )
-            if len(self._bases) >= MAX_CACHED_HOSTS:
-                self._bases.clear()
-            self._bases[key] = base
-        return base
+        what changes per request (path, client address, user agent), and the span's
+        name before routing. ``key`` is ``(method, scheme, Host header or server,
+        protocol version, has client address, has user agent)``; the caller looks it up
+        in ``_bases`` itself, this builds a missing entry. The caller copies the
+        attributes and overwrites the placeholders in place, so the attribute order is
+        the same as ``request_attributes()`` builds. Keys are few (methods x Host
+        headers); bounded."""
+        method, scheme, host, version, client, agent = key
+        server_address, server_port = _server(host if isinstance(host, bytes) else None, server)
+        attrs = request_attributes(
+            framework="asgi",
+            method=method,
+            path="",
+            scheme=scheme,
+            server_address=server_address,
+            server_port=server_port,
+            client_address="-" if client else None,
+            user_agent="-" if agent else None,
+            protocol_version=version,
+            service=self.options.service,
+        )
+        entry = (attrs, http_span_name(method, None))
+        if len(self._bases) >= MAX_CACHED_HOSTS:
+            self._bases.clear()
+        self._bases[key] = entry
+        return entry
 
 
 class HttpCycle:
@@ -169,6 +177,7 @@ class HttpCycle:
         "_send",
         "_setup",
         "_trailers",
+        "begin",
         "disconnected",
         "finished",
         "route",
@@ -192,27 +201,43 @@ class HttpCycle:
                     host = value
                 else:
                     tracestate = value
-        parent = remote_parent(traceparent, tracestate) if traceparent else None
+        parent = None
+        if traceparent:
+            try:  # remote_parent(), inlined
+                parent = parse_traceparent(traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else "")
+            except Exception:
+                pass
         client = scope.get("client")
         client_address = client[0] if client else None
         path = scope.get("path", "")
-        base = setup.base_attributes(
+        # The lookup is inlined (a method call costs more than the lookup itself).
+        key = (
             method,
             scope.get("scheme") or "http",
-            host,
-            None if host else _hashable(scope.get("server")),
+            host or _hashable(scope.get("server")),
             scope.get("http_version"),
             bool(client_address),
             bool(agent),
         )
+        entry = setup._bases.get(key)
+        if entry is None:
+            entry = setup.base(key, scope.get("server"))
+        base, span_name = entry
         # The built-in tracer copies the attributes it is given: the shared base is
         # handed over as is and the per-request values are written into the copy. A
         # replacement hook might keep the dict it is given, so it gets a copy of its own.
-        hook: object = infratrace.get_hook()
-        core = type(hook) is infratrace.Tracer
-        span = infratrace.start_span(http_span_name(method, None), base if core else dict(base), kind="server", parent=parent)
+        # The built-in tracer is called directly: infratrace.start_span() would only
+        # look it up again (its guard is for replacement hooks, and the built-in one
+        # catches its own errors).
+        hook: Any = _get_hook()
+        if type(hook) is _Tracer:
+            span = hook.start_span(span_name, base, kind="server", parent=parent)
+            self.begin: Begin = hook.begin
+        else:
+            span = infratrace.start_span(span_name, dict(base), kind="server", parent=parent)
+            self.begin = infratrace.begin
         self.span: AnySpan = span
-        direct = type(span) is infratrace.Span and span.attributes is not base
+        direct = type(span) is _Span and span.attributes is not base
         attrs: dict[str, Any] = span.attributes if direct else {}
         attrs["target"] = path
         attrs["url.path"] = path
@@ -236,8 +261,9 @@ class HttpCycle:
         self._receive = receive
         self._setup = setup
         # Activated in the middleware's context (this runs there), and deactivated there
-        # by end_budget(): the span itself may end in another task.
-        self._budget: SpanBudget | None = options.new_budget()
+        # when the app returns: the span itself may end in another task. What
+        # WebOptions.new_budget() returns, without the call.
+        self._budget: SpanBudget | None = SpanBudget(setup.budget).activate() if setup.budget > 0 else None
         if options.request_hook is not None:
             options.run_request_hook(span, scope)
 
@@ -339,11 +365,23 @@ class HttpCycle:
         if self.finished:
             return
         self.finished = True
+        span = self.span
         try:
-            self._name()
+            endpoint = self.route
+            if endpoint is not None:
+                # _name() for a request that reached an endpoint (most), inlined.
+                name = endpoint.server_names.get(self._method)
+                span.name = name if name is not None else endpoint.server_name(self._method)
+                span.set_attributes(endpoint.route_attributes)
+                budget = self._budget
+                if budget is not None and budget.dropped:
+                    report_budget(span, budget)
+            else:
+                self._name()
         except Exception:
             pass
-        finish_http_span(self.span, self.status if self.status is not None or exc is None else 500, exc)
+        status = self.status
+        finish_http_span(span, status if status is not None or exc is None else 500, exc)
 
     def _finish_disconnected(self) -> None:
         self.finished = True

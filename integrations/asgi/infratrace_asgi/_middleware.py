@@ -89,7 +89,9 @@ class TraceMiddleware:
                 except Exception:
                     pass
         finally:
-            cycle.end_budget()
+            budget = cycle._budget  # end_budget(), inlined
+            if budget is not None:
+                budget.deactivate()
             detach(token)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.routing import BaseRoute, Host, Mount, Route, Router, WebSocketRoute
@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import infratrace
 from infratrace.instrumentation import KNOWN_METHODS, http_span_name
 
-__all__ = ["EXCLUDED", "STATE_KEY", "EndpointSpan", "RouteTable", "endpoint_name", "find_router"]
+__all__ = ["EXCLUDED", "STATE_KEY", "Begin", "EndpointSpan", "RouteTable", "endpoint_name", "find_router"]
 
 # Where the middleware leaves its per-request state in the scope (a mutable object in
 # the scope survives middleware that copy the scope dict on the way down), or
@@ -29,6 +29,9 @@ __all__ = ["EXCLUDED", "STATE_KEY", "EndpointSpan", "RouteTable", "endpoint_name
 STATE_KEY = "infratrace.request"
 EXCLUDED = False
 MAX_APP_DEPTH = 32
+# What begins the web: span: infratrace.begin, or the built-in tracer's own begin when
+# it is the installed hook (the request's state holds the one to call).
+Begin = Callable[..., Any]
 
 
 def endpoint_name(endpoint: Any) -> str:
@@ -47,7 +50,7 @@ class EndpointSpan:
     """ASGI wrapper around one route's app: a ``web:<endpoint>`` internal span, child of
     the current (``http:``) span, and the route template handed to the middleware."""
 
-    __slots__ = ("_server_names", "app", "attributes", "name", "route_attributes", "template")
+    __slots__ = ("app", "attributes", "name", "route_attributes", "server_names", "template")
 
     def __init__(self, app: ASGIApp, name: str, template: str, route_name: str, service: str) -> None:
         self.app = app
@@ -64,16 +67,16 @@ class EndpointSpan:
             self.attributes["service"] = service
         # What set_route() puts on the http: span, built once per route, not per request.
         self.route_attributes: dict[str, Any] = {"http.route": template, "target": template}
-        self._server_names: dict[str, str] = {}
+        self.server_names: dict[str, str] = {}  # read directly on the hot path; see server_name()
 
     def server_name(self, method: str) -> str:
         """``http:<METHOD> <template>`` for the request's server span (cached per method;
         unknown methods are not cached, they become ``_OTHER`` anyway)."""
-        name = self._server_names.get(method)
+        name = self.server_names.get(method)
         if name is None:
             name = http_span_name(method, self.template)
             if method in KNOWN_METHODS:
-                self._server_names[method] = name
+                self.server_names[method] = name
         return name
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,7 +87,10 @@ class EndpointSpan:
                     await self.app(scope, receive, send)
                     return
                 state.route = self
-            span = infratrace.begin(self.name, self.attributes, kind="internal")
+                # The tracer the request's span went to, looked up once per request.
+                span = state.begin(self.name, self.attributes, kind="internal")
+            else:
+                span = infratrace.begin(self.name, self.attributes, kind="internal")
         except Exception:  # tracing must never break the endpoint
             await self.app(scope, receive, send)
             return
