@@ -246,6 +246,20 @@ def test_shared_attributes_are_copied_per_request(spans_of: SpanFile) -> None:
     assert "url.query" not in third and "user_agent.original" not in third
 
 
+def test_scheme_follows_secure_proxy_ssl_header(spans_of: SpanFile) -> None:
+    """``url.scheme`` is ``request.scheme``: the proxy header counts only while
+    SECURE_PROXY_SSL_HEADER is set, whenever it was changed."""
+    client = Client()
+    client.get("/hello/", HTTP_X_FORWARDED_PROTO="https")
+    with override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https")):
+        client.get("/hello/", HTTP_X_FORWARDED_PROTO="https")
+        client.get("/hello/")
+        asyncio.run(AsyncClient().get("/async-hello/", headers={"x-forwarded-proto": "https"}))
+    client.get("/hello/", HTTP_X_FORWARDED_PROTO="https")
+    http = [s["attributes"] for s in spans_of.spans() if s["name"].startswith("http:")]
+    assert [attrs["url.scheme"] for attrs in http] == ["http", "https", "http", "https", "http"]
+
+
 def test_no_span_leaks_into_the_next_request(spans_of: SpanFile) -> None:
     import infratrace
 

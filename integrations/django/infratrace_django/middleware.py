@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.core.signals import got_request_exception
+from django.core.signals import got_request_exception, setting_changed
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
@@ -55,6 +55,30 @@ ServerKey = tuple[str, str, Any, Any, Any]
 # (view, route, method) -> (http span name, route attributes or None, web span name, web attributes)
 ViewKey = tuple[Any, Any, str]
 ViewEntry = tuple[str, dict[str, Any] | None, str, dict[str, Any]]
+
+
+# Whether settings.SECURE_PROXY_SSL_HEADER is set (None: not read yet). Without it,
+# ``request.scheme`` is ``request._get_scheme()``: reading the setting through
+# LazySettings on every request cost more than the rest of the server-span key.
+# setting_changed (sent by override_settings) makes the next request read it again.
+_proxy_ssl_header: bool | None = None
+
+
+def _read_proxy_ssl_header() -> bool:
+    global _proxy_ssl_header
+    from django.conf import settings
+
+    _proxy_ssl_header = value = bool(settings.SECURE_PROXY_SSL_HEADER)
+    return value
+
+
+def _on_setting_changed(setting: str = "", **kwargs: Any) -> None:
+    global _proxy_ssl_header
+    if setting == "SECURE_PROXY_SSL_HEADER":
+        _proxy_ssl_header = None
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="infratrace_django.middleware.setting_changed")
 
 
 class TraceMiddleware:
@@ -123,15 +147,21 @@ class TraceMiddleware:
             if self._excluded and self._web.excluded(path):
                 return None
             meta = request.META
-            traceparent = meta.get("HTTP_TRACEPARENT")
-            parent = parse_traceparent(traceparent, meta.get("HTTP_TRACESTATE", "")) if traceparent else None
+            get = meta.get
+            traceparent = get("HTTP_TRACEPARENT")
+            parent = parse_traceparent(traceparent, get("HTTP_TRACESTATE", "")) if traceparent else None
             method = request.method or "GET"
+            proxied = _proxy_ssl_header
+            if proxied is None:
+                proxied = _read_proxy_ssl_header()
+            # Django's own request.scheme does exactly this when no proxy header is set.
+            scheme = request.scheme if proxied else request._get_scheme()
             key = (
                 method,
-                request.scheme or "http",
-                meta.get("HTTP_HOST") or meta.get("SERVER_NAME"),
-                meta.get("SERVER_PORT"),
-                meta.get("SERVER_PROTOCOL", ""),
+                scheme or "http",
+                get("HTTP_HOST") or get("SERVER_NAME"),
+                get("SERVER_PORT"),
+                get("SERVER_PROTOCOL", ""),
             )
             server = self._servers.get(key)
             if server is None:
@@ -139,13 +169,13 @@ class TraceMiddleware:
             name, shared = server
             attrs = shared.copy()  # "target" and "url.path" are in it already: same order
             attrs["target"] = attrs["url.path"] = path
-            value = meta.get("QUERY_STRING")
+            value = get("QUERY_STRING")
             if value:
                 attrs["url.query"] = value
-            value = meta.get("REMOTE_ADDR")
+            value = get("REMOTE_ADDR")
             if value:
                 attrs["client.address"] = value
-            value = meta.get("HTTP_USER_AGENT")
+            value = get("HTTP_USER_AGENT")
             if value:
                 attrs["user_agent.original"] = value
             if self._request_headers:
@@ -238,7 +268,9 @@ class TraceMiddleware:
         try:
             web = trace[WEB]
             if web is not None:
-                _end_web(web, trace[EXC])
+                if not web.ended:
+                    exc = trace[EXC]
+                    web.end(exc) if exc is not None else web.end()
             else:  # the view never ran: name from whatever resolved
                 match = getattr(request, "resolver_match", None)
                 route = match.route if match is not None else None
@@ -258,16 +290,23 @@ class TraceMiddleware:
                     response.headers[header[0]] = header[1]
             if self._response_hook:
                 self._web.run_response_hook(span, request, response)
-            if getattr(response, "streaming", False) and self._defer_to_stream(trace, response, status):
-                return response
-            finish_http_span(span, status, trace[EXC], trace[BUDGET])
+            if not (getattr(response, "streaming", False) and self._defer_to_stream(trace, response, status)):
+                finish_http_span(span, status, trace[EXC], trace[BUDGET])
+                # finish_http_span deactivated the budget: _detach need not.
+                trace[BUDGET] = None
         except Exception:
             try:
                 span.end()
             except Exception:
                 pass
         finally:
-            _detach(trace)
+            if trace[BUDGET] is None:  # _detach, inlined for the common path
+                try:
+                    detach(trace[TOKEN])
+                except RuntimeError:
+                    pass
+            else:
+                _detach(trace)
         return response
 
     def _fail(self, trace: RequestTrace, exc: BaseException) -> None:
