@@ -34,7 +34,7 @@ CLIENT_CLOSED = 499  # nginx's "client closed request": the span's code on a dis
 
 
 def parse_request(scope: Scope, options: WebOptions, method: str) -> tuple[dict[str, Any], SpanContext | None]:
-    """Attributes of the request (OTel semconv + the seed's) and the remote parent from
+    """Attributes of the request (OTel semconv + infratrace's own) and the remote parent from
     ``traceparent``/``tracestate`` (a malformed one is ignored)."""
     traceparent = tracestate = user_agent = host = None
     headers = scope["headers"]

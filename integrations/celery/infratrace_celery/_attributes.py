@@ -1,4 +1,4 @@
-"""The attributes every ``queue:``/``trigger:`` span of the adapter carries: the seed's
+"""The attributes every ``queue:``/``trigger:`` span of the adapter carries: infratrace's
 ``service``/``kind``/``target``/``operation`` beside the OTel messaging conventions."""
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ class TaskNames:
 
 @dataclass(frozen=True)
 class CeleryOptions:
-    """``service``: the seed's ``service`` attribute (default: the app's ``main`` name,
+    """``service``: infratrace's ``service`` attribute (default: the app's ``main`` name,
     else ``"celery"``). ``propagate``: write ``traceparent`` into messages (default on);
     ``no_propagate``: task names (``*`` = prefix) for which it is not written or read,
     beside the task attribute ``infratrace_propagate = False``. ``excluded_tasks``: task
