@@ -232,24 +232,14 @@ class StableRecord(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     flag: str = ""
 
 
-_utc_second: tuple[int, str] = (-1, "")
-
-
 def stable_record(s: SpanData, flag: str = "") -> StableRecord:
     """The stable schema's record of one span, plus ``events`` when the span has some
     and ``flag`` when the connection sets one. The resource is its JSON, encoded once
     per process."""
-    global _utc_second
     name, kind, trace_id, span_id, parent, _, _, start, end, status, code, message, attrs, events, resource = s
     service = attrs.get("service")
     if service.__class__ is not str or not service:
         service = s.service_name
-    # One big-int division; the rest is on small ints.
-    start_ms, sub_ms = divmod(start, 1_000_000)
-    sec, ms = divmod(start_ms, 1000)
-    cached = _utc_second  # rfc3339(), inlined: strftime once a second
-    if cached[0] != sec:
-        cached = _utc_second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
     return StableRecord(
         trace_id,
         span_id,
@@ -264,9 +254,9 @@ def stable_record(s: SpanData, flag: str = "") -> StableRecord:
         start,
         end,
         (end - start) / 1e6,
-        start_ms,
+        start // 1_000_000,
         end // 1_000_000,
-        "%s.%06dZ" % (cached[1], ms * 1000 + sub_ms // 1000),
+        rfc3339(start),
         attrs,
         resource.json,
         resource.project,
@@ -312,12 +302,6 @@ def record_step(fields: Sequence[str] | Mapping[str, str] | None, flag: str = ""
     if isinstance(fields, Mapping):
         return FieldRenames(fields, flag)
     return FieldSelection(fields, flag)
-
-
-def record_keys(fields: Sequence[str] | Mapping[str, str] | None, flag: str = "") -> list[str]:
-    """The keys a connection's records have, in order."""
-    step = record_step(fields, flag)
-    return step.keys if isinstance(step, FieldSelection) else list(DEFAULT_FIELDS)
 
 
 # -- encoding steps ------------------------------------------------------------------

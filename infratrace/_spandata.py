@@ -49,11 +49,6 @@ def refresh_clock_offset() -> None:
     _clock_offset_ns = time.time_ns() - time.perf_counter_ns()
 
 
-def wall_ns(monotonic_ns: int) -> int:
-    """A ``time.perf_counter_ns()`` reading as Unix nanoseconds."""
-    return monotonic_ns + _clock_offset_ns
-
-
 class Resource:
     """The process-wide resource (``[infratrace]`` plus the pid), shared by every span
     of a pipeline; rebuilt after a fork."""
@@ -166,14 +161,12 @@ def _event(event: tuple[str, int, dict[str, Any]]) -> Event:
 
 
 # -- attribute values ----------------------------------------------------------------
-_PLAIN = frozenset((str, bool))
-
-
 def safe_attributes(attributes: Any) -> dict[str, AttributeValue]:
     """``attributes`` with every key a ``str`` and every value one every output can
-    hold (see :func:`safe_value`). Text is not checked for lone surrogates here (that
-    would cost every span): each encoder writes one as ``?``. The span's own dict is returned as it is when
-    nothing needs converting (the common case: the span has ended, nothing writes it)."""
+    hold (see :func:`safe_value`). The span's own dict is returned as it is when
+    nothing needs converting (the common case: the span has ended, nothing writes it).
+    Text is not checked for lone surrogates here (that would cost every span): each
+    encoder writes one as ``?``."""
     try:
         for key, value in attributes.items():
             cls = value.__class__
@@ -203,7 +196,7 @@ def safe_value(value: Any) -> AttributeValue | None:
     inside a list becomes text."""
     cls = value.__class__
     if cls is str:
-        return value if value.isascii() else safe_text(value)
+        return safe_text(value)
     if cls is bool:
         return value  # type: ignore[no-any-return]
     if value is None:

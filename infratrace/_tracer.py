@@ -369,26 +369,28 @@ def set_hook(hook: TraceHook | None) -> TraceHook:
 
 class _GuardedHook:
     """A third-party hook behind a guard: its failures must not reach the application
-    (a span that fails to begin is a :class:`NonRecordingSpan` in the same trace)."""
+    (a span that fails to begin is a :class:`NonRecordingSpan` in the same trace), and
+    it gets its own copy of the attributes, as the built-in tracer takes one: callers
+    (the adapters) may pass a dict they share between requests."""
 
     def __init__(self, hook: TraceHook) -> None:
         self._hook = hook
 
     def begin(self, name: str, attrs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         try:
-            return self._hook.begin(name, attrs, **kwargs)
+            return self._hook.begin(name, dict(attrs) if attrs else attrs, **kwargs)
         except Exception:
             return NonRecordingSpan(_safe_name(name), _current.get())
 
     def start_span(self, name: str, attrs: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         try:
-            return self._hook.start_span(name, attrs, **kwargs)
+            return self._hook.start_span(name, dict(attrs) if attrs else attrs, **kwargs)
         except Exception:
             return NonRecordingSpan(_safe_name(name), _current.get(), make_current=False)
 
     def trace(self, name: str, attrs: Mapping[str, Any] | None = None) -> Any:
         try:
-            return self._hook.trace(name, attrs)
+            return self._hook.trace(name, dict(attrs) if attrs else attrs)
         except Exception:
             return NonRecordingSpan(_safe_name(name), _current.get(), make_current=False)
 

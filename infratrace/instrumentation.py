@@ -6,7 +6,8 @@ else from infratrace (the public ``infratrace`` package aside). What it covers:
 
 - **spans**: :func:`begin` / :func:`start_span` with an explicit ``start_time``, and
   ``span.end(end_time=...)``, both in Unix nanoseconds from :func:`now_ns`, the clock
-  spans themselves read;
+  spans themselves read. The attributes passed are copied, whatever tracer is
+  installed, so an adapter may pass a dict it shares between requests;
 - **the current span**: :func:`attach` / :func:`detach` around a piece of work, or
   :func:`set_current_span` for a context that lives exactly as long as one request
   (a WSGI/ASGI request's own context copy, a Celery task's), which needs no token;

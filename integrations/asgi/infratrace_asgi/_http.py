@@ -24,9 +24,10 @@ from infratrace.instrumentation import (
     report_budget,
     request_attributes,
     set_route,
+    start_span,
 )
 
-from ._routes import Begin, EndpointSpan, RouteTable
+from ._routes import EndpointSpan, RouteTable
 
 __all__ = ["HttpCycle", "HttpSetup", "RecordingHttpCycle", "parse_request"]
 
@@ -88,12 +89,6 @@ _WANTED = frozenset({b"traceparent", b"tracestate", b"user-agent", b"host"})
 
 def _hashable(server: Any) -> Any:
     return tuple(server) if isinstance(server, list) else server
-
-
-# Bound once: read on every request.
-_get_hook = infratrace.get_hook
-_Tracer = infratrace.Tracer
-_Span = infratrace.Span
 
 
 # Host header -> (server.address, server.port). Hosts are few; the bound keeps a client
@@ -177,7 +172,6 @@ class HttpCycle:
         "_send",
         "_setup",
         "_trailers",
-        "begin",
         "disconnected",
         "finished",
         "route",
@@ -223,24 +217,12 @@ class HttpCycle:
         if entry is None:
             entry = setup.base(key, scope.get("server"))
         base, span_name = entry
-        # The built-in tracer copies the attributes it is given: the shared base is
-        # handed over as is and the per-request values are written into the copy. A
-        # replacement hook might keep the dict it is given, so it gets a copy of its own.
-        # The built-in tracer is called directly: infratrace.start_span() would only
-        # look it up again (its guard is for replacement hooks, and the built-in one
-        # catches its own errors).
-        hook: Any = _get_hook()
-        if type(hook) is _Tracer:
-            span = hook.start_span(span_name, base, kind="server", parent=parent)
-            self.begin: Begin = hook.begin
-        else:
-            span = infratrace.start_span(span_name, dict(base), kind="server", parent=parent)
-            self.begin = infratrace.begin
+        # The tracer copies the attributes it is given (a replacement hook gets a copy
+        # too), so the shared base is handed over as is and the per-request values
+        # are set on the span.
+        span = start_span(span_name, base, kind="server", parent=parent)
         self.span: AnySpan = span
-        direct = type(span) is _Span and span.attributes is not base
-        attrs: dict[str, Any] = span.attributes if direct else {}
-        attrs["target"] = path
-        attrs["url.path"] = path
+        attrs: dict[str, Any] = {"target": path, "url.path": path}
         if client_address:
             attrs["client.address"] = client_address
         if agent:
@@ -248,8 +230,7 @@ class HttpCycle:
         options = setup.options
         if options.request_headers:
             attrs.update(options.header_attributes("request", decode_headers(headers)))
-        if not direct:
-            span.set_attributes(attrs)
+        span.set_attributes(attrs)
         self.route: EndpointSpan | None = None  # set by the route's EndpointSpan
         self.status: int | None = None
         self.finished = False

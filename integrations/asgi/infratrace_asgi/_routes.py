@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.routing import BaseRoute, Host, Mount, Route, Router, WebSocketRoute
@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import infratrace
 from infratrace.instrumentation import KNOWN_METHODS, http_span_name
 
-__all__ = ["EXCLUDED", "STATE_KEY", "Begin", "EndpointSpan", "RouteTable", "endpoint_name", "find_router"]
+__all__ = ["EXCLUDED", "STATE_KEY", "EndpointSpan", "RouteTable", "endpoint_name", "find_router"]
 
 # Where the middleware leaves its per-request state in the scope (a mutable object in
 # the scope survives middleware that copy the scope dict on the way down), or
@@ -29,9 +29,6 @@ __all__ = ["EXCLUDED", "STATE_KEY", "Begin", "EndpointSpan", "RouteTable", "endp
 STATE_KEY = "infratrace.request"
 EXCLUDED = False
 MAX_APP_DEPTH = 32
-# What begins the web: span: infratrace.begin, or the built-in tracer's own begin when
-# it is the installed hook (the request's state holds the one to call).
-Begin = Callable[..., Any]
 
 
 def endpoint_name(endpoint: Any) -> str:
@@ -87,10 +84,7 @@ class EndpointSpan:
                     await self.app(scope, receive, send)
                     return
                 state.route = self
-                # The tracer the request's span went to, looked up once per request.
-                span = state.begin(self.name, self.attributes, kind="internal")
-            else:
-                span = infratrace.begin(self.name, self.attributes, kind="internal")
+            span = infratrace.begin(self.name, self.attributes, kind="internal")
         except Exception:  # tracing must never break the endpoint
             await self.app(scope, receive, send)
             return

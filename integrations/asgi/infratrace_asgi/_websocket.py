@@ -39,8 +39,6 @@ class WebSocketCycle:
         "status",
     )
 
-    begin = staticmethod(infratrace.begin)  # what the route's EndpointSpan begins its span with
-
     def __init__(self, scope: Scope, receive: Receive, send: Send, options: WebOptions, routes: RouteTable | None) -> None:
         attrs, parent = parse_request(scope, options, "GET")  # the handshake is a GET
         attrs["network.protocol.name"] = "websocket"

@@ -233,7 +233,7 @@ class TraceMiddleware:
             if route_attrs is not None:  # what set_route does, precomputed
                 span.name = http_name
                 span.set_attributes(route_attrs)
-            web = trace[WEB] = start_span(web_name, web_attrs.copy(), kind="internal", parent=span)
+            web = trace[WEB] = start_span(web_name, web_attrs, kind="internal", parent=span)  # the tracer copies it
             # No token to keep: detaching the request's own token (_detach) restores
             # what was current before the request, whichever context this ran in.
             set_current_span(web)
