@@ -8,8 +8,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar, Token
-from typing import Any
+from contextvars import ContextVar
 
 __all__ = ["SpanBudget", "active_budget", "dropped_total", "span_budget"]
 
@@ -20,27 +19,33 @@ _dropped_total = itertools.count()  # next() is atomic under the GIL
 class SpanBudget:
     """At most ``limit`` spans; :meth:`activate` it for a request's context."""
 
-    __slots__ = ("_token", "dropped", "limit", "used")
+    __slots__ = ("_active", "_previous", "dropped", "limit", "used")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
         self.dropped = 0
-        self._token: Token[Any] | None = None
+        self._active = False
+        self._previous: SpanBudget | None = None
 
     def activate(self) -> SpanBudget:
         """Make this the budget of the current context (until :meth:`deactivate`)."""
-        self._token = _active.set(self)
+        # The budget it replaces, not a contextvars Token: a Token refers to its
+        # Context, and a request's context that holds its budget would then be a
+        # reference cycle, left to the garbage collector on every request.
+        self._previous = _active.get()
+        self._active = True
+        _active.set(self)
         return self
 
     def deactivate(self) -> None:
-        token, self._token = self._token, None
-        if token is not None:
-            try:
-                _active.reset(token)
-            except ValueError:  # deactivated from another context
-                if _active.get() is self:
-                    _active.set(None)
+        """Give the current context back the budget this one replaced (a no-op where
+        this budget is not the current one any more)."""
+        if self._active:
+            self._active = False
+            if _active.get() is self:
+                _active.set(self._previous)
+            self._previous = None
 
     def take(self) -> bool:
         """Count one span; ``False`` (and counted as dropped) when over the limit."""

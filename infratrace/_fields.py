@@ -8,7 +8,7 @@ A connection's output is a short chain of small steps, each testable alone:
 - an *encoding* step turns records into lines: JSON lines, or :class:`FormatLine` for a
   ``format`` template (which reads the span itself).
 
-:func:`lines_encoder` composes them from a connection's config; every driver that
+:func:`line_encoder` composes them from a connection's config; every driver that
 writes lines (console, file) uses it, and the OTLP and GreptimeDB drivers use the
 same field getters (:func:`field_getter`) for their extra attributes and columns.
 Everything here runs on the pipeline's background threads, never on ``end()``.
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._json import Raw, encode_json, encode_lines
+from ._json import Raw, encode_json, encode_line
 from ._spandata import SpanData
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ __all__ = [
     "canonical_name",
     "field_getter",
     "json_line",
-    "lines_encoder",
+    "line_encoder",
     "stable_record",
 ]
 
@@ -356,11 +356,11 @@ class FormatLine:
         return "".join(p if isinstance(p, str) else _render(p(s)) for p in self._parts).replace("\n", "\\n")
 
 
-def lines_encoder(config: ConnectionConfig) -> Callable[[Sequence[SpanData]], bytes]:
-    """A connection's whole chain: spans → their lines, each followed by a newline, as
-    UTF-8 (JSON records encoded in one call; ``format`` lines joined)."""
+def line_encoder(config: ConnectionConfig) -> Callable[[SpanData], bytes]:
+    """A connection's whole chain for one span: its line, followed by a newline, as
+    UTF-8 (a JSON record, or the ``format`` template's text)."""
     if not config.json:
         template = FormatLine(config.format, config.flag)
-        return lambda spans: ("\n".join([template(s) for s in spans]) + "\n").encode("utf-8", "replace") if spans else b""
+        return lambda s: (template(s) + "\n").encode("utf-8", "replace")
     record = record_step(config.fields, config.flag)
-    return lambda spans: encode_lines([record(s) for s in spans])
+    return lambda s: encode_line(record(s))

@@ -1,6 +1,6 @@
 """Compact UTF-8 JSON for every output, from msgspec: chosen by measurement over orjson
 because it encodes the stable schema's records as structs (field names encoded once,
-not per line) and a whole chunk of lines in one call (docs/benchmarks.md).
+not per line; docs/benchmarks.md).
 
 Span values reach it already made safe by :mod:`infratrace._spandata`; the ``enc_hook``
 only sees what a caller outside the span path passes (sets, bytes, objects)."""
@@ -8,12 +8,11 @@ only sees what a caller outside the span path passes (sets, bytes, objects)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
-__all__ = ["Raw", "encode_json", "encode_lines"]
+__all__ = ["Raw", "encode_json", "encode_line"]
 
 Raw = msgspec.Raw
 
@@ -45,12 +44,12 @@ def encode_json(value: Any) -> bytes:
         return _escaped(value)
 
 
-def encode_lines(values: Sequence[Any]) -> bytes:
-    """Each value as one JSON line, each followed by a newline, in one call."""
+def encode_line(value: Any) -> bytes:
+    """``value`` as one JSON line, followed by a newline."""
     try:
-        return _encode_lines(values)
+        return _encode_lines((value,))
     except UnicodeEncodeError:
-        return b"".join([encode_json(value) + b"\n" for value in values])
+        return _escaped(value) + b"\n"
 
 
 def _escaped(value: Any) -> bytes:

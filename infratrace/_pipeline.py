@@ -1,23 +1,28 @@
 """The buffered, sampled, multi-connection pipeline.
 
-``append()`` is all that runs on the application's thread: an append to a bounded
-deque. A flusher thread drains that queue every ``timeout`` (or when half of it
-fills), turns each span into its :class:`SpanData` once, samples the records per
-connection and hands the kept ones to that connection's runner; each runner has its
-own thread and bounded backlog, so a slow or dead destination delays and drops only
-its own spans. Every span is counted somewhere: per connection,
-``written + dropped + sampled_out + backlog == ended``.
+Where a span ends, its thread turns it into output; background threads only write.
+``append()`` (the span sink) makes the span's :class:`SpanData` once, and each
+connection samples it and has its driver encode it (a JSON or text line, for the file
+and console drivers) into that connection's bounded backlog. Each connection has one
+thread that wakes every ``timeout``, or when its backlog is half full, and hands what
+is there to its driver in one write: its work is I/O, during which it does not hold the
+GIL, so it never makes a request wait (the measurements are in docs/pipeline.md).
+
+A slow or dead destination fills only its own backlog. When a backlog is full, the
+connection's overflow policy applies: a local driver (file, console) writes the backlog
+on the calling thread (``sync``: nothing lost); any other sheds load by sampling harder,
+then drops what does not fit. Every span is counted somewhere: per connection,
+``written + dropped + sampled_out + queued == ended``.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Sequence
-from itertools import repeat
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._config import Config, ConnectionConfig
@@ -44,102 +49,164 @@ def dynamic_factor(load: float) -> float:
     return 1.0
 
 
+def _count_value(counter: itertools.count[int]) -> int:
+    # itertools.count has no peek: its repr is "count(N)".
+    return int(repr(counter)[6:-1])
+
+
 class ConnectionRunner:
-    """One connection: its sampler, its bounded backlog and the thread that writes."""
+    """One connection: its sampler, its driver's encoding step, its bounded backlog and
+    the thread that writes it.
+
+    A driver with an ``encode(span)`` method has each kept span encoded where it ends,
+    and its ``write_encoded(items)`` called with the encoded items; a driver without
+    one gets the ``SpanData`` records in ``write(spans)`` and encodes them on this
+    connection's thread."""
 
     def __init__(self, config: ConnectionConfig, driver: Driver) -> None:
         self.name = config.name
         self.config = config
         self.driver = driver
         self.sampler = Sampler(config.sample)
+        encode: Callable[[SpanData], Any] | None = getattr(driver, "encode", None)
+        self._encode = encode
+        self._write_items: Callable[[Sequence[Any]], None] = driver.write_encoded if encode is not None else driver.write  # type: ignore[attr-defined]
+        self.sync_overflow = getattr(driver, "overflow", "sample") == "sync"
         self.factor = 1.0
-        # Four times the shared queue: a runner thread may wait several GIL switch
-        # intervals (5 ms each) before it can write, while the app keeps ending spans.
+        # Room for several wake-ups' worth: the thread may wait for the GIL a few
+        # switch intervals (5 ms each) while the application keeps ending spans.
         self.capacity = 4 * config.buffer
-        self._backlog: deque[Sequence[SpanData]] = deque()  # kept batches, whole
-        self._backlog_len = 0  # spans in the backlog
-        self._cond = threading.Condition(threading.Lock())
-        self._write_lock = threading.Lock()
+        self.wake_at = max(1, config.buffer // 2)
+        self.interval = config.timeout
+        self._backlog: list[Any] = []
+        self._lock = threading.Lock()  # the backlog and the counters of the offering side
+        self._cond = threading.Condition(self._lock)
+        self._write_lock = threading.Lock()  # one driver write at a time; the write counters
+        self._wake = threading.Event()
+        self._waking = False
+        self._in_flight = 0  # taken from the backlog, not written or failed yet
         self._stopping = False
         self._thread: threading.Thread | None = None
-        # counters: each has a single writer thread (flusher or runner).
+        # counters (under _lock): offered spans
         self.accepted = 0
         self.sampled_out = 0
         self.dropped_full = 0
+        self.sync_writes = 0
+        # counters (under _write_lock): writes
         self.dropped_failed = 0
         self.written = 0
         self.write_errors = 0
         self.writes = 0
-        self._done = 0
         self.last_error = ""
         self._last_report = 0.0
         self._suppressed = 0
+        self._last_clock_refresh = time.monotonic()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"infratrace-conn-{self.name}", daemon=True)
         self._thread.start()
 
-    # -- flusher side ---------------------------------------------------------------
-    def accept(self, spans: Sequence[SpanData]) -> None:
-        # The dynamic factor, from this connection's own backlog: the queue that
-        # fills when its destination cannot keep up (see docs/pipeline.md).
-        factor = self.factor = dynamic_factor(self._backlog_len / self.capacity)
-        sampler = self.sampler
-        if sampler.keeps_everything and factor >= 1.0:
-            kept: Sequence[SpanData] = spans
-        else:
-            keep = sampler.keep
-            kept = [s for s in spans if keep(s, factor)]
-            self.sampled_out += len(spans) - len(kept)
-        if not kept:
+    # -- the application's side: where a span ends ------------------------------------
+    def offer(self, data: SpanData) -> None:
+        """Sample, encode and queue one span; never raises."""
+        try:
+            if not self.sync_overflow:
+                self.factor = factor = dynamic_factor((len(self._backlog) + self._in_flight) / self.capacity)
+            else:
+                factor = 1.0
+            sampler = self.sampler
+            if not (sampler.keeps_everything and factor >= 1.0) and not sampler.keep(data, factor):
+                with self._lock:
+                    self.sampled_out += 1
+                return
+            encode = self._encode
+            item = data if encode is None else encode(data)
+        except Exception as exc:  # a span this driver cannot encode: it alone is lost
+            with self._write_lock:
+                self.dropped_failed += 1
+                self._failed(exc, 1)
             return
-        with self._cond:
-            room = self.capacity - self._backlog_len
-            if len(kept) > room:
-                self.dropped_full += len(kept) - max(room, 0)
-                kept = kept[: max(room, 0)]
-            if kept:
-                # The batch goes over whole: no per-span work between the threads.
-                self._backlog.append(kept)
-                self._backlog_len += len(kept)
-                self.accepted += len(kept)
-                self._cond.notify()
-
-    # -- runner thread --------------------------------------------------------------
-    def _run(self) -> None:
-        backlog = self._backlog
-        cond = self._cond
-        limit = self.config.buffer
-        while True:
-            with cond:
-                while not backlog and not self._stopping:
-                    cond.wait()
-                if not backlog:
+        overflow: list[Any] | None = None
+        wake = False
+        with self._lock:
+            backlog = self._backlog
+            # Full: a sync connection counts its backlog only (what is in flight is
+            # being written: at most twice the capacity is held); any other counts
+            # what it holds in all.
+            if len(backlog) + (0 if self.sync_overflow else self._in_flight) >= self.capacity:
+                if not self.sync_overflow or self._stopping:
+                    self.dropped_full += 1
                     return
-                batch = list(backlog.popleft())
-                while backlog and len(batch) + len(backlog[0]) <= limit:
-                    batch += backlog.popleft()
-                self._backlog_len -= len(batch)
-            for start in range(0, len(batch), limit):
-                self._write(batch[start : start + limit])
-            with cond:
-                self._done += len(batch)
-                cond.notify_all()
+                backlog.append(item)
+                self.accepted += 1
+                overflow = self._take()
+                self.sync_writes += len(overflow)
+            else:
+                backlog.append(item)
+                self.accepted += 1
+                if len(backlog) >= self.wake_at and not self._waking:
+                    self._waking = wake = True
+        if overflow is not None:
+            # overflow = "sync": this thread writes (the one case where ending a span
+            # waits on I/O), and nothing is lost.
+            self._deliver(overflow)
+        elif wake:
+            self._wake.set()
 
-    def _write(self, batch: list[SpanData]) -> None:
+    def fail(self, exc: BaseException) -> None:
+        """A span that could not be snapshotted: counted as lost on this connection."""
+        with self._write_lock:
+            self.dropped_failed += 1
+            self._failed(exc, 1)
+
+    # -- writing --------------------------------------------------------------------
+    def _take(self) -> list[Any]:
+        """Everything in the backlog, now in flight (call with ``_lock`` held)."""
+        items, self._backlog = self._backlog, []
+        self._in_flight += len(items)
+        return items
+
+    def _deliver(self, items: list[Any]) -> None:
+        limit = self.config.buffer
+        for start in range(0, len(items), limit):
+            self._write(items[start : start + limit])
+        with self._cond:
+            self._in_flight -= len(items)
+            self._cond.notify_all()
+
+    def _write(self, batch: list[Any]) -> None:
         with self._write_lock:
             try:
-                self.driver.write(batch)
+                self._write_items(batch)
             except Exception as exc:  # a destination's failure never reaches the app
                 self.write_errors += 1
                 self.dropped_failed += len(batch)
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self._report(exc, len(batch))
+                self._failed(exc, len(batch))
             else:
                 self.written += len(batch)
                 self.writes += 1
 
-    def _report(self, exc: BaseException, lost: int) -> None:
+    def _run(self) -> None:
+        wake = self._wake
+        while True:
+            wake.wait(self.interval)
+            with self._lock:
+                wake.clear()
+                self._waking = False
+                items = self._take() if self._backlog else []
+                stopping = self._stopping
+            if items:
+                self._deliver(items)
+            elif stopping:
+                return
+            now = time.monotonic()
+            if now - self._last_clock_refresh > CLOCK_REFRESH_INTERVAL:
+                self._last_clock_refresh = now
+                refresh_clock_offset()
+
+    def _failed(self, exc: BaseException, lost: int) -> None:
+        """Record and report a failure (call with ``_write_lock`` held)."""
+        self.last_error = f"{type(exc).__name__}: {exc}"
         now = time.monotonic()
         if now - self._last_report < ERROR_REPORT_INTERVAL:
             self._suppressed += 1
@@ -156,36 +223,48 @@ class ConnectionRunner:
         except Exception:
             pass
 
-    def wait_written(self, deadline: float) -> bool:
-        """Wait until everything accepted so far is written (or failed)."""
+    def flush(self, deadline: float) -> bool:
+        """Write everything queued so far, on this thread, and wait for what the
+        connection's own thread is writing; ``False`` if the deadline passed first."""
+        with self._lock:
+            items = self._take()
+        if items:
+            self._deliver(items)
         with self._cond:
-            target = self.accepted
-            while self._done < target:
+            while self._in_flight:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._thread is None or not self._thread.is_alive():
-                    return self._done >= target
+                    return self._in_flight == 0
                 self._cond.wait(remaining)
         return True
 
     def stop(self, deadline: float) -> bool:
-        with self._cond:
+        with self._lock:
             self._stopping = True
-            self._cond.notify_all()
+        self._wake.set()
         thread = self._thread
         if thread is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 return False
+        self.flush(deadline)  # anything offered while the thread was stopping
         try:
             self.driver.close()
         except Exception as exc:
-            self._report(exc, 0)
+            with self._write_lock:
+                self._failed(exc, 0)
         return True
+
+    # -- figures --------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        return len(self._backlog) + self._in_flight
 
     def stats(self) -> dict[str, Any]:
         return {
             "driver": self.config.driver,
-            "queue_len": self._backlog_len,
+            "overflow": "sync" if self.sync_overflow else "sample",
+            "queue_len": self.queued,
             "queue_cap": self.capacity,
             "accepted_count": self.accepted,
             "written_count": self.written,
@@ -193,6 +272,7 @@ class ConnectionRunner:
             "dropped_count": self.dropped_full + self.dropped_failed,
             "dropped_full_count": self.dropped_full,
             "dropped_failed_count": self.dropped_failed,
+            "sync_fallback_count": self.sync_writes,
             "write_error_count": self.write_errors,
             "flush_count": self.writes,
             "dynamic_sample_factor": self.factor,
@@ -213,161 +293,76 @@ class ConnectionRunner:
 
 
 class Pipeline:
-    """The shared bounded queue, its flusher thread and one runner per connection."""
+    """The span sink: one snapshot per ended span, offered to every connection."""
 
     def __init__(self, config: Config, drivers: Sequence[Driver]) -> None:
         self.config = config
         self.resource = Resource({**config.resource, "process.pid": os.getpid()})
         self.runners = [ConnectionRunner(conn, driver) for conn, driver in zip(config.connections, drivers, strict=True)]
-        self.capacity = max((c.buffer for c in config.connections), default=1024)
-        self._wake_at = max(1, self.capacity // 2)
-        self.interval = min((c.timeout for c in config.connections), default=0.2)
-        self._queue: deque[Span] = deque()
-        self._wake = threading.Event()
-        self._waking = False
-        self._drain_lock = threading.Lock()
-        self._count_lock = threading.Lock()
+        self._ended = itertools.count()
+        self._dropped_closed = itertools.count()
         self._closed = False
-        self._thread: threading.Thread | None = None
-        self._last_clock_refresh = time.monotonic()
-        self.queued = 0
-        self.sync_fallbacks = 0
-        self.flushes = 0
-        self.flushed_spans = 0
-        self.dropped_closed = 0
 
     def start(self) -> None:
         for runner in self.runners:
             runner.start()
-        self._thread = threading.Thread(target=self._run, name="infratrace-flusher", daemon=True)
-        self._thread.start()
 
-    # -- application side (hot path) ----------------------------------------------
+    # -- application side -------------------------------------------------------------
     def append(self, span: Span) -> None:
         """Take an ended span (the :class:`~infratrace._span.SpanSink` contract)."""
-        queue = self._queue
-        queue.append(span)
-        if len(queue) >= self._wake_at:
-            self._after_append()
-
-    def _after_append(self) -> None:
-        """The queue reached ``_wake_at``: wake the flusher, or drain it here when full."""
-        if len(self._queue) >= self.capacity or self._closed:
-            self._submit_slow()
-        elif not self._waking:
-            self._waking = True
-            self._wake.set()
-
-    def _submit_slow(self) -> None:
-        """The queue is full (the flusher thread has not had the GIL for a while):
-        this thread moves the queued spans to the connections itself. CPU work only —
-        writing stays on the runner threads."""
+        next(self._ended)
+        if self._closed:
+            next(self._dropped_closed)
+            return
         try:
-            if self._closed:
-                with self._count_lock:
-                    while self._queue:
-                        self._queue.popleft()
-                        self.dropped_closed += 1
-                return
-            moved = self.drain()
-            with self._count_lock:
-                self.sync_fallbacks += moved
-        except Exception:
-            pass
-
-    # -- flusher thread -------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._closed:
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            self._waking = False
-            try:
-                self.drain()
-            except Exception as exc:  # pragma: no cover - defensive
-                print(f"infratrace: flusher error: {exc!r}", file=sys.stderr)
-
-    def drain(self) -> int:
-        """Move everything queued now to the connections; returns how many spans."""
-        with self._drain_lock:
-            queue = self._queue
-            count = len(queue)
-            now = time.monotonic()
-            if now - self._last_clock_refresh > CLOCK_REFRESH_INTERVAL:
-                self._last_clock_refresh = now
-                refresh_clock_offset()
-            if not count:
-                return 0
-            popleft = queue.popleft
-            spans = [popleft() for _ in range(count)]
-            try:
-                batch = list(map(snapshot, spans, repeat(self.resource, count)))
-            except Exception:  # a span snapshot cannot read (a deleted field): the others still go
-                batch = self._snapshot_one_by_one(spans)
-            self.queued += count
-            self.flushes += 1
-            self.flushed_spans += count
+            data = snapshot(span, self.resource)
+        except Exception as exc:  # a span the snapshot cannot read (a deleted field)
             for runner in self.runners:
-                try:
-                    runner.accept(batch)
-                except Exception as exc:  # pragma: no cover - defensive
-                    runner.dropped_failed += len(batch)
-                    runner._report(exc, len(batch))
-            return count
+                runner.fail(exc)
+            return
+        for runner in self.runners:
+            runner.offer(data)
 
-    def _snapshot_one_by_one(self, spans: list[Span]) -> list[SpanData]:
-        batch: list[SpanData] = []
-        for span in spans:
-            try:
-                batch.append(snapshot(span, self.resource))
-            except Exception as exc:
-                for runner in self.runners:
-                    runner.dropped_failed += 1
-                    runner._report(exc, 1)
-        return batch
-
+    # -- flushing -----------------------------------------------------------------------
     def force_flush(self, timeout: float | None = None) -> bool:
         """Write everything ended so far; ``False`` if ``timeout`` ran out first."""
         deadline = time.monotonic() + (timeout if timeout is not None else 30.0)
-        self.drain()
-        return all(runner.wait_written(deadline) for runner in self.runners)
+        return all([runner.flush(deadline) for runner in self.runners])
 
     def shutdown(self, timeout: float | None = None) -> bool:
         deadline = time.monotonic() + (timeout if timeout is not None else 30.0)
         if self._closed:
             return True
         flushed = self.force_flush(max(0.0, deadline - time.monotonic()))
-        with self._count_lock:
-            self._closed = True
-            self._wake_at = 0  # every later submit() takes the slow path, which drops
-        self._wake.set()
-        self.drain()  # anything ended while we were flushing
+        self._closed = True
         stopped = all([runner.stop(deadline) for runner in self.runners])
-        if self._thread is not None:
-            self._thread.join(max(0.0, deadline - time.monotonic()))
         return flushed and stopped
 
     # -- fork support ---------------------------------------------------------------
     def quiesce(self) -> list[threading.Lock]:
         """Before ``fork()``: hold the locks so no write is half-done in the child."""
         held = []
-        for lock in [self._drain_lock, *(r._write_lock for r in self.runners)]:
-            if lock.acquire(timeout=1.0):
-                held.append(lock)
+        for runner in self.runners:
+            for lock in (runner._write_lock, runner._lock):
+                if lock.acquire(timeout=1.0):
+                    held.append(lock)
         return held
 
     # -- figures --------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         connections = {runner.name: runner.stats() for runner in self.runners}
+        dropped_closed = _count_value(self._dropped_closed)
+        ended = _count_value(self._ended)
         return {
-            "queue_len": len(self._queue),
-            "queue_cap": self.capacity,
-            "queued_count": self.queued,
-            "sync_fallback_count": self.sync_fallbacks,
-            "ended_count": self.queued + len(self._queue) + self.dropped_closed,
-            "flush_count": self.flushes,
-            "flush_span_count": self.flushed_spans,
+            "queue_len": sum(r.queued for r in self.runners),
+            "queue_cap": sum(r.capacity for r in self.runners),
+            "queued_count": ended - dropped_closed,
+            "sync_fallback_count": sum(r.sync_writes for r in self.runners),
+            "ended_count": ended,
+            "flush_count": sum(r.writes for r in self.runners),
+            "flush_span_count": sum(r.written for r in self.runners),
             "write_error_count": sum(r.write_errors for r in self.runners),
-            "dropped_count": self.dropped_closed + sum(c["dropped_count"] for c in connections.values()),
+            "dropped_count": dropped_closed + sum(c["dropped_count"] for c in connections.values()),
             "sampled_out_count": sum(r.sampled_out for r in self.runners),
             "written_count": sum(r.written for r in self.runners),
             "dynamic_sample_factor": min((r.factor for r in self.runners), default=1.0),

@@ -8,27 +8,36 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .._config import ConnectionConfig
+from .._fields import line_encoder
 from .._settings import NoSettings, settings_for
 from .._spandata import SpanData
-from ._lines import LineEncoder
 
 __all__ = ["ConsoleDriver"]
+
+ConsoleLine = tuple[bool, bytes]  # (goes to stderr, the line)
 
 
 class ConsoleDriver:
     settings_schema = NoSettings
+    overflow = "sync"  # a local destination: a full backlog is written by the thread that fills it
 
     def __init__(self, config: ConnectionConfig) -> None:
         settings_for(config, NoSettings)  # any key is an error, also in a config not made by load_config()
-        self._encode = LineEncoder(config)
+        self._line = line_encoder(config)
+
+    def encode(self, span: SpanData) -> ConsoleLine:
+        return (span.status == "error", self._line(span))
+
+    def write_encoded(self, lines: Sequence[ConsoleLine]) -> None:
+        errors = [line for to_stderr, line in lines if to_stderr]
+        if errors:
+            _emit(sys.stderr, errors)
+            _emit(sys.stdout, [line for to_stderr, line in lines if not to_stderr])
+        else:
+            _emit(sys.stdout, [line for _, line in lines])
 
     def write(self, spans: Sequence[SpanData]) -> None:
-        failed = [s for s in spans if s.status == "error"]
-        if failed:
-            _emit(sys.stderr, self._encode, failed)
-            spans = [s for s in spans if s.status != "error"]
-        if spans:
-            _emit(sys.stdout, self._encode, spans)
+        self.write_encoded([self.encode(s) for s in spans])
 
     def close(self) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -38,8 +47,8 @@ class ConsoleDriver:
                 pass
 
 
-def _emit(stream: TextIO, encoder: LineEncoder, spans: Sequence[SpanData]) -> None:
+def _emit(stream: TextIO, lines: list[bytes]) -> None:
     # `stream` is looked up at write time, so redirected/captured streams are honoured.
-    for data, _ in encoder.chunks(spans):
-        stream.write(data.decode("utf-8", "replace"))
-    stream.flush()
+    if lines:
+        stream.write(b"".join(lines).decode("utf-8", "replace"))
+        stream.flush()

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from .._config import ConnectionConfig
 from .._errors import ConfigError
+from .._fields import line_encoder
 from .._settings import choice, duration, flag, settings_for, size, text, whole
 from .._spandata import SpanData
-from ._lines import LineEncoder
 
 __all__ = ["FileDriver", "FileSettings"]
 
@@ -96,6 +96,7 @@ def window_end(slice_: str, when: float) -> float:
 
 class FileDriver:
     settings_schema = FileSettings
+    overflow = "sync"  # a local destination: a full backlog is written by the thread that fills it
 
     def __init__(self, config: ConnectionConfig, clock: Callable[[], float] = time.time) -> None:
         settings = settings_for(config, FileSettings)
@@ -112,7 +113,7 @@ class FileDriver:
             path = Path(settings.store) / path
         self.path = path
         self._clock = clock
-        self._encode = LineEncoder(config)
+        self.encode: Callable[[SpanData], bytes] = line_encoder(config)  # one span's line, where it ends
         self._fd = -1
         self._lock_fd = -1
         self._ino = -1
@@ -132,6 +133,11 @@ class FileDriver:
 
     # -- the write path -------------------------------------------------------------
     def write(self, spans: Sequence[SpanData]) -> None:
+        encode = self.encode
+        self.write_encoded([encode(s) for s in spans])
+
+    def write_encoded(self, lines: Sequence[bytes]) -> None:
+        """Append the lines (each newline-terminated), rotating as configured."""
         if self.lock and self._lock_fd < 0:
             lock_path = self.path.with_name(f".{self.path.name}.lock")
             self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -144,22 +150,19 @@ class FileDriver:
             if self.slice and self._clock() >= self._window_end:
                 self._rotate()
             if self.max_size or self.max_lines:
-                self._write_limited(spans)
+                self._write_limited(lines)
             else:
-                for data, count in self._encode.chunks(spans):
-                    self._append(data, count)
+                self._append(b"".join(lines), len(lines))
         finally:
             if self.lock:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    def _write_limited(self, spans: Sequence[SpanData]) -> None:
+    def _write_limited(self, lines: Sequence[bytes]) -> None:
         """Line by line, rotating before a line that would pass ``maxsize`` or
         ``maxline``, so no file ever holds a partial line."""
-        encode = self._encode
         buffer = bytearray()
         count = 0
-        for span in spans:
-            line = encode.encode((span,))
+        for line in lines:
             pending = self._size + len(buffer)
             size_full = self.max_size and pending + len(line) > self.max_size
             lines_full = self.max_lines and self._lines + count >= self.max_lines

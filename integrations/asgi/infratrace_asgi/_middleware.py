@@ -93,6 +93,12 @@ class TraceMiddleware:
             if budget is not None:
                 budget.deactivate()
             detach(token)
+            # The scope refers to the cycle and the cycle to the scope: drop the
+            # scope's side, or every request leaves a reference cycle to the
+            # garbage collector (the cycle keeps the scope while its span may still
+            # end in another task).
+            if scope.get(STATE_KEY) is cycle:
+                del scope[STATE_KEY]
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         options = self.options
@@ -125,6 +131,8 @@ class TraceMiddleware:
         finally:
             cycle.end_budget()
             detach(token)
+            if scope.get(STATE_KEY) is cycle:
+                del scope[STATE_KEY]
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
