@@ -11,18 +11,17 @@ Parts (``N`` child spans, in chunks of 500 under a parent span, as bench_core.py
   thread);
 - ``b``: ``infratrace._spandata.snapshot`` of each ended span into its ``SpanData``
   (the spans of a chunk held until then, as the pipeline's queue holds them);
-- ``c``: the file driver's encoding step (``LineEncoder.chunks``:
-  ``json_line(stable_record(s))`` for each span, the lines joined and UTF-8 encoded 32
-  at a time);
-- ``d``: ``FileDriver.write`` of each chunk's ``SpanData`` batch (the lock file's
-  ``flock``, the ``stat`` that notices a rotation by another process, the encoding of
-  ``c``, ``os.write``) minus part ``c``: the file write.
+- ``c``: the file driver's encoding step (``FileDriver.encode``, done where the span
+  ends: ``stable_record`` and msgspec's encoding of the record as one line);
+- ``d``: ``FileDriver.write`` of each chunk's ``SpanData`` batch (the encoding of ``c``,
+  then ``write_encoded``: the lock file's ``flock``, the ``stat`` that notices a
+  rotation by another process, one ``os.write``) minus part ``c``: the file write.
 
 Details, measured the same way: the floor of any span API written in Python (the loop
 with a ``with`` on a context manager whose ``__enter__``/``__exit__`` do nothing),
 ``begin`` of the installed hook called directly (without the public function's
 delegation), ``infratrace.Span(...)`` made and dropped (ids, clock, the copy of the
-attributes; no ``with``), and ``stable_record`` alone and with ``json_line``.
+attributes; no ``with``), and ``stable_record`` alone.
 
 Method. Each measurement runs in a child process under ``valgrind --tool=callgrind``
 twice, with the same preparation (for ``b``, ``c`` and ``d`` every chunk's spans begun
@@ -64,7 +63,7 @@ ATTRS = {"user.id": 1001, "route": "/users/{id}", "weight": 2.5}
 PARTS = {
     "a": "(a) begin + end into a discarding sink",
     "b": "(b) snapshot into SpanData",
-    "c": "(c) stable_record + json_line (+ join, UTF-8)",
+    "c": "(c) the line: stable_record + msgspec encoding",
     "d": "(d) file write (FileDriver.write − c)",
 }
 DETAILS = {
@@ -72,7 +71,6 @@ DETAILS = {
     "a-hook": "of (a): the hook's `begin` called directly (no public delegation)",
     "a-span": "of (a): `infratrace.Span(...)` made and dropped, no `with`",
     "c-record": "of (c): `stable_record` alone",
-    "c-line": "of (c): `json_line(stable_record(s))`",
 }
 
 
@@ -142,7 +140,6 @@ def worker(part: str, total: int, measured: int, directory: Path) -> None:
         return
     import infratrace
     from infratrace import _fields, _span, _spandata
-    from infratrace.drivers._lines import LineEncoder
     from infratrace.drivers.file import FileDriver
 
     config = infratrace.load_config(
@@ -152,10 +149,10 @@ def worker(part: str, total: int, measured: int, directory: Path) -> None:
     resource = _spandata.Resource({**config.resource, "process.pid": os.getpid()})
     begin = infratrace.begin
     snapshot = _spandata.snapshot
-    stable_record, json_line = _fields.stable_record, _fields.json_line
+    stable_record = _fields.stable_record
     collected: list[Any] = []
     _span.set_sink(collected)  # a list has the sink's append
-    encoder = LineEncoder(connection)
+    line = _fields.line_encoder(connection)
     driver = FileDriver(connection)
     remaining = 1 if measured == 1 else sys.maxsize  # 1 span, or every span and parent
     for size in chunks(total):
@@ -171,16 +168,13 @@ def worker(part: str, total: int, measured: int, directory: Path) -> None:
             continue
         batch = [snapshot(span, resource) for span in spans]
         if part == "c":
-            for _data, _count in encoder.chunks(batch[:take]):
-                pass
+            for data in batch[:take]:
+                line(data)
         elif part == "c-record":
             for data in batch[:take]:
                 stable_record(data)
-        elif part == "c-line":
-            for data in batch[:take]:
-                json_line(stable_record(data))
         elif take:  # d
-            driver.write(batch[:take])
+            driver.write(batch[:take])  # its encode (c) for each span, then write_encoded
         del batch
     driver.close()
 

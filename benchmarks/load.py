@@ -158,14 +158,25 @@ def write_config(work: Path, variant: str, otlp_port: int) -> Path:
     return path
 
 
-def start_server(server: str, variant: str, work: Path, otlp_port: int) -> tuple[subprocess.Popen[bytes], int]:
+def source_path(base_tree: Path | None) -> str:
+    """``PYTHONPATH`` for a server: this directory (``load_apps``), then the infratrace
+    sources: this tree's, or another checkout's (``--base-tree``: the core and each
+    integration, ahead of the installed ones)."""
+    trees = [ROOT] if base_tree is None else [base_tree, *sorted((base_tree / "integrations").iterdir())]
+    return os.pathsep.join([str(HERE), *map(str, trees)])
+
+
+def start_server(
+    server: str, variant: str, work: Path, otlp_port: int, base_tree: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
     attribute, command = SERVERS[server]
     port = free_port()
+    base = variant == "infratrace@base"
     env = {
         **os.environ,
-        "LOAD_VARIANT": variant,
+        "LOAD_VARIANT": "infratrace" if base else variant,
         "INFRATRACE_CONFIG": str(write_config(work, variant, otlp_port)),
-        "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)]),
+        "PYTHONPATH": source_path(base_tree if base else None),
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     argv = [str(BIN / command[0]), *command[1:]]
@@ -237,39 +248,57 @@ def wrk(port: int, seconds: float, script: Path) -> Result:
     return Result(requests, duration / 1e6, p50, p99, p999, errors)
 
 
-def run_one(server: str, variant: str, duration: float, script: Path, receiver: Receiver, strace: bool) -> Result:
-    with tempfile.TemporaryDirectory(prefix="infratrace-load-") as tmp:
-        work = Path(tmp)
-        proc, port = start_server(server, variant, work, receiver.port)
-        try:
-            warm = wrk(port, 1, script)
-            tracer: subprocess.Popen[str] | None = None
-            if strace:
-                tracer = subprocess.Popen(
-                    ["strace", "-f", "-c", "-e", "trace=futex",
-                     *itertools.chain(*(("-p", str(p)) for p in worker_pids(proc, server)))],
-                    stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                )  # fmt: skip
-                time.sleep(0.5)
-            pids = worker_pids(proc, server)
-            cpu0, sw0 = process_figures(pids)
-            result = wrk(port, duration, script)
-            cpu1, sw1 = process_figures(pids)
-            result.cpu_us = (cpu1 - cpu0) * 1e6 / max(1, result.requests)
-            result.switches = (sw1 - sw0) / max(1, result.requests)
-            if tracer is not None:
-                tracer.send_signal(signal.SIGINT)
-                _, err = tracer.communicate(timeout=30)
-                match = re.search(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?futex$", err, re.M)
-                result.futex = int(match.group(1)) if match else 0
-        finally:
-            stop_server(proc)
-        spans = work / "spans.jsonl"
-        if spans.exists():
-            with spans.open("rb") as f:
-                result.lines = sum(1 for _ in f)
-        result.lines_per_request = result.lines / max(1, warm.requests + result.requests + 1)  # type: ignore[attr-defined]
-        return result
+@dataclass
+class Running:
+    """One variant's server, started for the whole of a server's measurement."""
+
+    variant: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    work: Path
+    pids: list[int]
+    requests: int = 0
+
+
+def start_variant(server: str, variant: str, root: Path, receiver: Receiver, base_tree: Path | None) -> Running:
+    work = root / variant
+    work.mkdir()
+    proc, port = start_server(server, variant, work, receiver.port, base_tree)
+    return Running(variant, proc, port, work, worker_pids(proc, server))
+
+
+def measure(run: Running, duration: float, script: Path) -> Result:
+    cpu0, sw0 = process_figures(run.pids)
+    result = wrk(run.port, duration, script)
+    cpu1, sw1 = process_figures(run.pids)
+    result.cpu_us = (cpu1 - cpu0) * 1e6 / max(1, result.requests)
+    result.switches = (sw1 - sw0) / max(1, result.requests)
+    run.requests += result.requests
+    return result
+
+
+def futex_per_request(run: Running, duration: float, script: Path) -> float:
+    """Futex calls per request, from ``strace -c`` attached to the worker processes
+    during one more (untimed) wrk run."""
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-c", "-e", "trace=futex", *itertools.chain(*(("-p", str(p)) for p in run.pids))],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    time.sleep(0.5)
+    result = wrk(run.port, duration, script)
+    run.requests += result.requests
+    tracer.send_signal(signal.SIGINT)
+    _, err = tracer.communicate(timeout=30)
+    match = re.search(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?futex$", err, re.M)
+    return (int(match.group(1)) if match else 0) / max(1, result.requests)
+
+
+def lines_written(run: Running) -> int:
+    spans = run.work / "spans.jsonl"
+    if not spans.exists():
+        return 0
+    with spans.open("rb") as f:
+        return sum(1 for _ in f)
 
 
 # -- the web part ------------------------------------------------------------------------
@@ -283,6 +312,8 @@ class Cell:
     vs_otel: list[float] = field(default_factory=list)
     cpu_added: list[float] = field(default_factory=list)
     raw: list[Result] = field(default_factory=list)
+    lines_per_request: float = float("nan")
+    futex: float = float("nan")
 
 
 def variants_for(server: str, wanted: Sequence[str]) -> list[str]:
@@ -293,43 +324,61 @@ def variants_for(server: str, wanted: Sequence[str]) -> list[str]:
 def web(args: argparse.Namespace, script: Path, receiver: Receiver) -> None:
     servers = list(SERVERS) if args.servers == "all" else args.servers.split(",")
     wanted = list(VARIANTS) if args.variants == "all" else ["bare", *[v for v in args.variants.split(",") if v != "bare"]]
+    if args.base_tree and "infratrace@base" not in wanted:
+        wanted.append("infratrace@base")
     for server in servers:
         variants = variants_for(server, wanted)
         cells = {v: Cell() for v in variants}
-        for round_no in range(args.rounds):
-            shift = round_no % len(variants)
-            order = variants[shift:] + variants[:shift]
-            results = {v: run_one(server, v, args.duration, script, receiver, False) for v in order}
-            bare = results["bare"]
-            otel_added = 1e6 / results["otel"].rps - 1e6 / bare.rps if "otel" in results else float("nan")
-            for v, r in results.items():
-                cell = cells[v]
-                cell.raw.append(r)
-                cell.rps.append(r.rps / bare.rps)
-                cell.p50.append(r.p50 / bare.p50)
-                cell.p99.append(r.p99 / bare.p99)
-                cell.p999.append(r.p999 / bare.p999)
-                added = 1e6 / r.rps - 1e6 / bare.rps
-                cell.added_us.append(added)
-                cell.cpu_added.append(r.cpu_us - bare.cpu_us)
-                cell.vs_otel.append(added / otel_added if otel_added > 0 else float("nan"))
-            print(f"  {server} round {round_no + 1}: " + ", ".join(
-                f"{v} {r.rps:.0f}/s p99 {r.p99 / 1000:.2f}ms" for v, r in results.items()), flush=True)  # fmt: skip
-        futex: dict[str, float] = {}
-        if args.strace and shutil.which("strace"):
-            for v in variants:
-                if v == "bare":
-                    continue
-                r = run_one(server, v, args.duration, script, receiver, True)
-                futex[v] = r.futex / max(1, r.requests)
-        report(server, variants, cells, futex)
+        with tempfile.TemporaryDirectory(prefix="infratrace-load-") as tmp:
+            running: dict[str, Running] = {}
+            try:
+                # Every variant's server runs from start to end; the measurements are
+                # interleaved, so a change in the machine's speed hits all of them.
+                for v in variants:
+                    running[v] = start_variant(server, v, Path(tmp), receiver, args.base_tree)
+                for run in running.values():
+                    run.requests += wrk(run.port, 1, script).requests  # warm-up
+                for round_no in range(args.rounds):
+                    shift = round_no % len(variants)
+                    order = variants[shift:] + variants[:shift]
+                    results = {v: measure(running[v], args.duration, script) for v in order}
+                    record_round(cells, results)
+                    print(f"  {server} round {round_no + 1}: " + ", ".join(
+                        f"{v} {r.rps:.0f}/s p99 {r.p99 / 1000:.2f}ms" for v, r in results.items()), flush=True)  # fmt: skip
+                if args.strace and shutil.which("strace"):
+                    for v in variants:
+                        if v != "bare":
+                            cells[v].futex = futex_per_request(running[v], args.duration, script)
+            finally:
+                for run in running.values():
+                    stop_server(run.proc)
+            for v, run in running.items():
+                if v.startswith("infratrace") and v not in EXTRA_VARIANTS:
+                    cells[v].lines_per_request = lines_written(run) / max(1, run.requests + 1)  # + the start-up probe
+        report(server, variants, cells)
+
+
+def record_round(cells: dict[str, Cell], results: dict[str, Result]) -> None:
+    bare = results["bare"]
+    otel_added = 1e6 / results["otel"].rps - 1e6 / bare.rps if "otel" in results else float("nan")
+    for v, r in results.items():
+        cell = cells[v]
+        cell.raw.append(r)
+        cell.rps.append(r.rps / bare.rps)
+        cell.p50.append(r.p50 / bare.p50)
+        cell.p99.append(r.p99 / bare.p99)
+        cell.p999.append(r.p999 / bare.p999)
+        added = 1e6 / r.rps - 1e6 / bare.rps
+        cell.added_us.append(added)
+        cell.cpu_added.append(r.cpu_us - bare.cpu_us)
+        cell.vs_otel.append(added / otel_added if otel_added > 0 else float("nan"))
 
 
 def med(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(server: str, variants: Sequence[str], cells: dict[str, Cell], futex: dict[str, float]) -> None:
+def report(server: str, variants: Sequence[str], cells: dict[str, Cell]) -> None:
     bare = cells["bare"]
     print(f"\n### {server}\n")
     print(f"bare: {med([r.rps for r in bare.raw]):.0f} req/s, p50 {med([r.p50 for r in bare.raw]) / 1000:.2f} ms, "
@@ -349,12 +398,12 @@ def report(server: str, variants: Sequence[str], cells: dict[str, Cell], futex: 
         if v == "bare":
             continue
         c = cells[v]
-        lines = med([getattr(r, "lines_per_request", 0.0) for r in c.raw])
-        fx = f"{futex[v]:.3f}" if v in futex else "—"
+        lines = f"{c.lines_per_request:.2f}" if c.lines_per_request == c.lines_per_request else "—"
+        fx = f"{c.futex:.3f}" if c.futex == c.futex else "—"
         errors = sum(r.errors for r in c.raw)
         print(f"| {v} | {med(c.rps):.3f} | {med(c.p50):.2f} | {med(c.p99):.2f} | {med(c.p999):.2f} | "
               f"{med(c.added_us):.1f} | {med(c.vs_otel):.3f} | {med(c.cpu_added):.1f} | {med([r.switches for r in c.raw]):.2f} "
-              f"| {lines:.2f} | {fx} | {errors} |")  # fmt: skip
+              f"| {lines} | {fx} | {errors} |")  # fmt: skip
     print(flush=True)
 
 
@@ -367,7 +416,7 @@ def celery(args: argparse.Namespace) -> None:
 
     client = redis.Redis.from_url(CELERY_BROKER)
     client.ping()
-    variants = ["bare", "infratrace", "otel"]
+    variants = ["bare", "infratrace", "otel", "signals"]
     rates: dict[str, list[float]] = {v: [] for v in variants}
     for round_no in range(args.rounds):
         shift = round_no % len(variants)
@@ -377,6 +426,7 @@ def celery(args: argparse.Namespace) -> None:
               flush=True)  # fmt: skip
     bare = rates["bare"]
     print("\n### celery prefork worker (-c 1), Redis\n")
+    print("(signals: no-op receivers on task_prerun/postrun and before/after_task_publish: Celery's own dispatch)\n")
     print(f"bare: {med(bare):.0f} tasks/s\n")
     print("| variant | tasks/s ÷ bare | added µs/task | added ÷ OTel's added |")
     print("| --- | --- | --- | --- |")
@@ -425,13 +475,19 @@ def celery_run(variant: str, tasks: int, client: object, queue: str, counter: st
             else:
                 raise RuntimeError(f"celery/{variant}: {done}/{tasks} tasks in 600 s")
             assert start is not None
-            return (tasks - first) / (time.perf_counter() - start)
+            rate = (tasks - first) / (time.perf_counter() - start)
         finally:
             worker.send_signal(signal.SIGTERM)
             try:
                 worker.wait(30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        if variant == "infratrace":
+            spans = work / "spans.jsonl"
+            lines = len(spans.read_bytes().splitlines()) if spans.exists() else 0
+            if lines < tasks:
+                raise RuntimeError(f"celery/infratrace: {lines} spans written for {tasks} tasks")
+        return rate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -444,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--celery-tasks", type=int, default=10_000)
     parser.add_argument("--no-celery", action="store_true")
     parser.add_argument("--no-web", action="store_true")
+    parser.add_argument("--base-tree", type=Path, help="another checkout of infratrace, served as variant infratrace@base")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None and not args.no_web:
         parser.error("wrk is not installed (Debian: apt-get install wrk)")

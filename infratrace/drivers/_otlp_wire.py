@@ -101,6 +101,7 @@ def _utf8(text: str) -> bytes:
         return text.encode("utf-8", "replace")
 
 
+_fromhex = binascii.a2b_hex  # bytes.fromhex, without its whitespace skipping: faster
 _TIMES = struct.Struct("<QBQ")  # start (7, fixed64; its tag ends the span's head), end (8, fixed64)
 _FIXED64 = struct.Struct("<BQ")  # a one-byte tag and a fixed64
 _DOUBLE = struct.Struct("<Bd")  # AnyValue.double_value (4, fixed64)
@@ -230,65 +231,67 @@ class TraceEncoder:
     # -- protobuf ----------------------------------------------------------------------
     def protobuf(self, spans: Sequence[SpanData]) -> bytes:
         """The request's protobuf encoding (spans grouped by resource, in order)."""
-        groups: dict[Resource, list[bytes]] = {}
-        current: Resource | None = None
-        out: list[bytes] = []
-        fromhex = binascii.a2b_hex  # bytes.fromhex, without its whitespace skipping: faster
-        pack_times = _TIMES.pack
-        heads = self._heads
+        span_field = self.span_field
+        return self.protobuf_request([(s.resource, span_field(s)) for s in spans])
+
+    def span_field(self, s: SpanData) -> bytes:
+        """One span as a ``ScopeSpans.spans`` field (tag, length, ``Span``): the part of
+        a request that depends on the span alone, so that it can be encoded where the
+        span ends. The caches it reads and fills are plain dicts, safe to share between
+        threads under the GIL (their size limits are approximate there)."""
+        name, kind, tid, sid, pid, flags, tracestate, start, end, status, code, message, attrs, events, _ = s
+        if tracestate:
+            ids = _fromhex(f"0a10{tid}1208{sid}") + _delimited(b"\x1a", _utf8(tracestate))
+            if pid:
+                ids += _fromhex(f"2208{pid}")
+        elif pid:
+            ids = _fromhex(f"0a10{tid}1208{sid}2208{pid}")
+        else:
+            ids = _fromhex(f"0a10{tid}1208{sid}")
+        try:  # subscripts, not .get(): the cheapest lookups when they hit
+            head = self._heads[kind][name]
+            times = _TIMES.pack(start, 0x41, end) if start and end else b""
+        except (KeyError, struct.error):  # a new name, an unknown kind, a time beyond 64 bits
+            head, times = self._head(kind, name), b""
+        if not times:  # a zero time (left out, as protobuf leaves out zeros) or one too big
+            head = head[:-1] + _times(start, end)
+        parts = [ids, head, times]
+        append = parts.append
         get_pairs = self._pairs.get
-        key_value = self._key_value
-        cached_key_value = self._cached_key_value
-        extra = self.extra
-        span_prefixes = _SPAN_PREFIXES
-        tails_unset, tails_ok = _TAILS_UNSET, _TAILS_OK
-        for s in spans:
-            name, kind, tid, sid, pid, flags, tracestate, start, end, status, code, message, attrs, events, resource = s
-            if resource is not current:
-                current = resource
-                out = groups.setdefault(resource, [])
-            if tracestate:
-                ids = fromhex(f"0a10{tid}1208{sid}") + _delimited(b"\x1a", _utf8(tracestate))
-                if pid:
-                    ids += fromhex(f"2208{pid}")
-            elif pid:
-                ids = fromhex(f"0a10{tid}1208{sid}2208{pid}")
+        for item in attrs.items():
+            cache = get_pairs(type(item[1]))
+            if cache is None:  # a list: not cached
+                append(self._key_value(item[0], item[1]))
             else:
-                ids = fromhex(f"0a10{tid}1208{sid}")
-            try:  # subscripts, not .get(): the cheapest lookups when they hit
-                head = heads[kind][name]
-                times = pack_times(start, 0x41, end) if start and end else b""
-            except (KeyError, struct.error):  # a new name, an unknown kind, a time beyond 64 bits
-                head, times = self._head(kind, name), b""
-            if not times:  # a zero time (left out, as protobuf leaves out zeros) or one too big
-                head = head[:-1] + _times(start, end)
-            parts = [ids, head, times]
-            append = parts.append
-            for item in attrs.items():
-                cache = get_pairs(type(item[1]))
-                if cache is None:  # a list: not cached
-                    append(key_value(item[0], item[1]))
-                else:
-                    encoded = cache.get(item)
-                    append(encoded if encoded is not None else cached_key_value(item, cache))
-            if extra:
-                for key, getter in extra:
-                    value = safe_value(getter(s))
-                    if value is not None:
-                        append(key_value(key, value))
-            if events:
-                for event in events:
-                    append(self._event(event))
-            flags &= 0xFF
-            if status == "error":
-                append(self._error_status(message))
-                append(_FLAGS_FIELDS[flags])
-            else:
-                append(tails_ok[flags] if code or message else tails_unset[flags])
-            body = b"".join(parts)
-            n = len(body)
-            out.append(span_prefixes[n] if n < _SMALL else b"\x12" + varint(n))
-            out.append(body)
+                encoded = cache.get(item)
+                append(encoded if encoded is not None else self._cached_key_value(item, cache))
+        if self.extra:
+            for key, getter in self.extra:
+                value = safe_value(getter(s))
+                if value is not None:
+                    append(self._key_value(key, value))
+        if events:
+            for event in events:
+                append(self._event(event))
+        flags &= 0xFF
+        if status == "error":
+            append(self._error_status(message))
+            append(_FLAGS_FIELDS[flags])
+        else:
+            append(_TAILS_OK[flags] if code or message else _TAILS_UNSET[flags])
+        body = b"".join(parts)
+        n = len(body)
+        return (_SPAN_PREFIXES[n] if n < _SMALL else b"\x12" + varint(n)) + body
+
+    def protobuf_request(self, spans: Sequence[tuple[Resource, bytes]]) -> bytes:
+        """The ``ExportTraceServiceRequest`` of spans encoded by :meth:`span_field`,
+        each with its resource (grouped by resource, in order)."""
+        groups: dict[Resource, list[bytes]] = {}
+        for resource, field in spans:
+            group = groups.get(resource)
+            if group is None:
+                group = groups[resource] = []
+            group.append(field)
         chunks: list[bytes] = []
         scope = self._scope
         for resource, encoded_spans in groups.items():

@@ -20,7 +20,7 @@ from .._config import ConnectionConfig
 from .._errors import ConfigError
 from .._fields import field_getter
 from .._settings import STR, choice, duration, flag, settings_for, table, text
-from .._spandata import SpanData
+from .._spandata import Resource, SpanData
 from ._http import HttpSender
 from ._otlp_wire import Getter, TraceEncoder, read_partial_success, read_partial_success_json
 
@@ -136,6 +136,9 @@ class OTLPDriver:
         self.endpoint = endpoint
         self._extra = _extra_attributes(config)
         self._encoder = TraceEncoder(service=self.service, extra=self._extra, version=_version())
+        if self.encoding == "protobuf":
+            self.encode = self._encode_protobuf
+            self.write_encoded = self._write_protobuf
         self.rejected_spans = 0
         self.partial_successes = 0
         self.last_partial_error = ""
@@ -149,10 +152,21 @@ class OTLPDriver:
 
     # -- the driver protocol --------------------------------------------------------------
     def write(self, spans: Sequence[SpanData]) -> None:
-        if not spans:
-            return
-        response = self._sender.post(self.body(spans), _CONTENT_TYPES[self.encoding])
+        if spans:
+            self._post(self.body(spans))
+
+    def _post(self, body: bytes) -> None:
+        response = self._sender.post(body, _CONTENT_TYPES[self.encoding])
         self._partial_success(response.body, response.content_type)
+
+    # protobuf: each span is encoded where it ends; the connection's thread only wraps
+    # the encoded spans into a request and sends it.
+    def _encode_protobuf(self, span: SpanData) -> tuple[Resource, bytes]:
+        return (span.resource, self._encoder.span_field(span))
+
+    def _write_protobuf(self, spans: Sequence[tuple[Resource, bytes]]) -> None:
+        if spans:
+            self._post(self._encoder.protobuf_request(spans))
 
     def _partial_success(self, body: bytes, content_type: str) -> None:
         if not body:
