@@ -43,8 +43,12 @@ ENV_CONFIG = "INFRATRACE_CONFIG"
 DEFAULT_FORMAT = "%time% [%status%] %name% trace=%traceId% span=%spanId% cost=%costMs%ms"
 DEFAULT_BUFFER = 1024
 DEFAULT_TIMEOUT = 0.2
-CONNECTION_KEYS = ("driver", "json", "sample", "buffer", "timeout", "format", "flag", "fields", "setting")
-SAMPLE_KEYS = ("rate", "sample", "error", "key", "rules")
+CONNECTION_KEYS = ("driver", "json", "sample", "buffer", "timeout", "overflow", "format", "flag", "fields", "setting")
+SAMPLE_KEYS = ("rate", "sample", "error", "slow", "key", "parent", "salt", "pending_spans", "pending_traces", "rules")
+SAMPLE_PARENT_MODES = ("honor", "ignore")
+OVERFLOW_POLICIES = ("sync", "sample", "drop")
+DEFAULT_PENDING_SPANS = 1000
+DEFAULT_PENDING_TRACES = 10000
 SAMPLE_HASH_KEYS = ("trace_id", "span_id", "trace_span")
 RULE_KEYS = ("name", "sample", "rate", "attrs")
 RESOURCE_KEYS = ("service", "project", "profile", "role", "node", "attributes")
@@ -61,7 +65,12 @@ class SampleRule:
 class SampleConfig:
     rate: float = 1.0
     error: bool = True
+    slow: float = 0.0  # seconds; 0: off
     key: str = "trace_id"
+    parent: str = "honor"  # an incoming sampled flag decides ("ignore": the rules do)
+    salt: str = ""  # "": a random salt per process
+    pending_spans: int = DEFAULT_PENDING_SPANS  # held per trace for a tail decision
+    pending_traces: int = DEFAULT_PENDING_TRACES  # traces held at once
     rules: tuple[SampleRule, ...] = ()
 
 
@@ -82,6 +91,7 @@ class ConnectionConfig:
     fields: tuple[str, ...] | Mapping[str, str] | None = None
     buffer: int = DEFAULT_BUFFER
     timeout: float = DEFAULT_TIMEOUT
+    overflow: str = ""  # "": the driver's own default (sync for local drivers, sample for others)
     sample: SampleConfig = field(default_factory=SampleConfig)
     setting: Mapping[str, Any] = field(default_factory=dict)
     resource: Mapping[str, Any] = field(default_factory=dict)
@@ -208,6 +218,9 @@ def _connection(name: str, table: Mapping[str, Any], prefix: str, origin: str, r
     timeout = _duration(table, "timeout", prefix, DEFAULT_TIMEOUT)
     if timeout <= 0:
         raise ConfigError(f"{prefix}.timeout", table.get("timeout"), f"expected a positive duration: {DURATION_HELP}")
+    overflow = table.get("overflow", "")
+    if overflow != "" and overflow not in OVERFLOW_POLICIES:
+        raise ConfigError(f"{prefix}.overflow", overflow, "expected one of " + ", ".join(f'"{p}"' for p in OVERFLOW_POLICIES))
     setting = table.get("setting", {})
     if not isinstance(setting, Mapping):
         raise ConfigError(f"{prefix}.setting", setting, "expected a table of driver options")
@@ -221,6 +234,7 @@ def _connection(name: str, table: Mapping[str, Any], prefix: str, origin: str, r
         fields=_fields(table.get("fields"), f"{prefix}.fields"),
         buffer=buffer,
         timeout=timeout,
+        overflow=overflow,
         sample=_sample(table.get("sample", 1.0), f"{prefix}.sample"),
         setting=dict(setting),
         resource=resource,
@@ -291,7 +305,22 @@ def _sample(value: Any, key: str) -> SampleConfig:
     if not isinstance(rules_value, (list, tuple)):
         raise ConfigError(f"{key}.rules", rules_value, "expected a list of tables { name = ..., sample = ... }")
     rules = tuple(_rule(rule, f"{key}.rules[{i}]") for i, rule in enumerate(rules_value))
-    return SampleConfig(rate=rate, error=error, key=hash_key, rules=rules)
+    slow = _duration(value, "slow", key, 0.0)
+    if slow < 0 or slow != slow or slow == float("inf"):
+        raise ConfigError(f"{key}.slow", value.get("slow"), f"expected a positive duration: {DURATION_HELP}")
+    parent = value.get("parent", "honor")
+    if parent not in SAMPLE_PARENT_MODES:
+        raise ConfigError(f"{key}.parent", parent, 'expected "honor" (an incoming sampled flag decides) or "ignore"')
+    salt = value.get("salt", "")
+    if not isinstance(salt, str):
+        raise ConfigError(f"{key}.salt", salt, "expected a string (the same in every process that must agree)")
+    limits = {}
+    for name, default in (("pending_spans", DEFAULT_PENDING_SPANS), ("pending_traces", DEFAULT_PENDING_TRACES)):
+        limit = value.get(name, default)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"{key}.{name}", limit, "expected a whole number >= 1")
+        limits[name] = limit
+    return SampleConfig(rate=rate, error=error, slow=slow, key=hash_key, parent=parent, salt=salt, rules=rules, **limits)
 
 
 def _rule(rule: Any, key: str) -> SampleRule:
@@ -302,7 +331,7 @@ def _rule(rule: Any, key: str) -> SampleRule:
             raise ConfigError(f"{key}.{sub}", rule[sub], "unknown key; valid keys: " + ", ".join(RULE_KEYS))
     name = rule.get("name", "")
     if not isinstance(name, str):
-        raise ConfigError(f"{key}.name", name, "expected a span name, or a prefix ending in '*'")
+        raise ConfigError(f"{key}.name", name, "expected a span name or a glob (fnmatch: *, ?, [...])")
     if "sample" not in rule and "rate" not in rule:
         raise ConfigError(f"{key}.sample", None, "a rule needs a sample ratio between 0 and 1")
     ratio_key = "sample" if "sample" in rule else "rate"

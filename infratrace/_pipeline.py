@@ -27,7 +27,7 @@ from typing import Any
 
 from ._config import Config, ConnectionConfig
 from ._registry import Driver
-from ._sampling import Sampler
+from ._sampling import LocalTrace, Sampler
 from ._span import Span
 from ._spandata import Resource, SpanData, refresh_clock_offset, snapshot
 
@@ -47,6 +47,10 @@ def dynamic_factor(load: float) -> float:
     if load >= 0.80:
         return 0.5
     return 1.0
+
+
+FACTOR_STEPS = (0.1, 0.2, 0.5, 1.0)
+FACTOR_RECOVERY = 1.0  # seconds below a threshold before the factor rises one step
 
 
 def _count_value(counter: itertools.count[int]) -> int:
@@ -71,8 +75,11 @@ class ConnectionRunner:
         encode: Callable[[SpanData], Any] | None = getattr(driver, "encode", None)
         self._encode = encode
         self._write_items: Callable[[Sequence[Any]], None] = driver.write_encoded if encode is not None else driver.write  # type: ignore[attr-defined]
-        self.sync_overflow = getattr(driver, "overflow", "sample") == "sync"
-        self.factor = 1.0
+        self.overflow = config.overflow or getattr(driver, "overflow", "sample")
+        self.sync_overflow = self.overflow == "sync"
+        self.dynamic = self.overflow == "sample"
+        self._factor = 1.0
+        self._factor_since = 0.0
         # Room for several wake-ups' worth: the thread may wait for the GIL a few
         # switch intervals (5 ms each) while the application keeps ending spans.
         self.capacity = 4 * config.buffer
@@ -92,6 +99,12 @@ class ConnectionRunner:
         self.sampled_out = 0
         self.dropped_full = 0
         self.sync_writes = 0
+        # tail decisions (under _lock)
+        self.holding = 0  # traces held for a tail decision now
+        self.held = 0  # their spans
+        self.tail_kept = 0  # traces kept by a tail decision
+        self.tail_overflow = 0  # spans beyond pending_spans of a held trace (lost: counted dropped)
+        self.tail_overflow_traces = 0  # traces decided at their root only: pending_traces were held
         # counters (under _write_lock): writes
         self.dropped_failed = 0
         self.written = 0
@@ -106,19 +119,33 @@ class ConnectionRunner:
         self._thread = threading.Thread(target=self._run, name=f"infratrace-conn-{self.name}", daemon=True)
         self._thread.start()
 
-    # -- the application's side: where a span ends ------------------------------------
-    def offer(self, data: SpanData) -> None:
-        """Sample, encode and queue one span; never raises."""
+    # -- the application's side: where a span begins and ends ----------------------
+    def factor(self) -> float:
+        """The dynamic sample factor (``overflow = "sample"``): it falls as soon as the
+        backlog fills (0.5 at 80 %, 0.2 at 90 %, 0.1 at 95 %) and rises one step per
+        second once the backlog is below the step's threshold, whether or not spans
+        arrive (it is computed when read). Applied to root decisions only."""
+        if not self.dynamic:
+            return 1.0
+        target = dynamic_factor((len(self._backlog) + self._in_flight) / self.capacity)
+        current = self._factor
+        now = time.monotonic()
+        if target <= current:
+            if target < current:
+                self._factor, self._factor_since = target, now
+            return target
+        if now - self._factor_since >= FACTOR_RECOVERY:
+            current = FACTOR_STEPS[FACTOR_STEPS.index(current) + 1]
+            self._factor, self._factor_since = current, now
+        return current
+
+    def sample_out(self, count: int = 1) -> None:
+        with self._lock:
+            self.sampled_out += count
+
+    def offer(self, data: Any) -> None:
+        """Encode and queue one kept span; never raises."""
         try:
-            if not self.sync_overflow:
-                self.factor = factor = dynamic_factor((len(self._backlog) + self._in_flight) / self.capacity)
-            else:
-                factor = 1.0
-            sampler = self.sampler
-            if not (sampler.keeps_everything and factor >= 1.0) and not sampler.keep(data, factor):
-                with self._lock:
-                    self.sampled_out += 1
-                return
             encode = self._encode
             item = data if encode is None else encode(data)
         except Exception as exc:  # a span this driver cannot encode: it alone is lost
@@ -258,12 +285,13 @@ class ConnectionRunner:
     # -- figures --------------------------------------------------------------------
     @property
     def queued(self) -> int:
+        """Spans kept and not written yet: the backlog and the write in flight."""
         return len(self._backlog) + self._in_flight
 
     def stats(self) -> dict[str, Any]:
         return {
             "driver": self.config.driver,
-            "overflow": "sync" if self.sync_overflow else "sample",
+            "overflow": self.overflow,
             "queue_len": self.queued,
             "queue_cap": self.capacity,
             "accepted_count": self.accepted,
@@ -275,7 +303,12 @@ class ConnectionRunner:
             "sync_fallback_count": self.sync_writes,
             "write_error_count": self.write_errors,
             "flush_count": self.writes,
-            "dynamic_sample_factor": self.factor,
+            "dynamic_sample_factor": self.factor(),
+            "tail_pending_traces": self.holding,
+            "tail_pending_count": self.held,
+            "tail_kept_count": self.tail_kept,
+            "tail_overflow_count": self.tail_overflow,
+            "tail_overflow_trace_count": self.tail_overflow_traces,
             "last_error": self.last_error,
             **self._driver_stats(),
         }
@@ -293,7 +326,8 @@ class ConnectionRunner:
 
 
 class Pipeline:
-    """The span sink: one snapshot per ended span, offered to every connection."""
+    """The span sink: each local trace's sampling decisions, and one snapshot per ended
+    span, offered to every connection that keeps it."""
 
     def __init__(self, config: Config, drivers: Sequence[Driver]) -> None:
         self.config = config
@@ -301,6 +335,7 @@ class Pipeline:
         self.runners = [ConnectionRunner(conn, driver) for conn, driver in zip(config.connections, drivers, strict=True)]
         self._ended = itertools.count()
         self._dropped_closed = itertools.count()
+        self._tail_lock = threading.Lock()  # the spans held for tail decisions
         self._closed = False
 
     def start(self) -> None:
@@ -308,6 +343,31 @@ class Pipeline:
             runner.start()
 
     # -- application side -------------------------------------------------------------
+    def local_root(self, span: Span, flags: int | None, tracestate: str) -> LocalTrace:
+        """Each connection's decision for the trace ``span`` begins here (the
+        :class:`~infratrace._span.SpanSink` contract): kept, held for a tail decision,
+        or dropped. ``flags``: a remote parent's trace flags (``None``: a new trace)."""
+        keep = tail = 0
+        bit = 1
+        try:
+            for runner in self.runners:
+                sampler = runner.sampler
+                if sampler.per_span or sampler.decide(span._tid, span.name, span.attributes, flags, runner.factor()):
+                    keep |= bit
+                elif sampler.tails:
+                    if runner.holding < sampler.pending_traces:
+                        tail |= bit
+                        with runner._lock:
+                            runner.holding += 1
+                    else:  # too many traces held: this one is decided at its root only
+                        with runner._lock:
+                            runner.tail_overflow_traces += 1
+                bit <<= 1
+        except Exception:  # a sampler that fails keeps the trace: never a hole
+            keep, tail = -1, 0
+        sampled = 1 if keep else 0
+        return LocalTrace(self, keep, tail, sampled if flags is None else (flags & 0xFE) | sampled, tracestate, span._sid)
+
     def append(self, span: Span) -> None:
         """Take an ended span (the :class:`~infratrace._span.SpanSink` contract)."""
         next(self._ended)
@@ -320,8 +380,102 @@ class Pipeline:
             for runner in self.runners:
                 runner.fail(exc)
             return
+        trace = span._ctx
+        if trace.__class__ is not LocalTrace or trace.owner is not self:
+            # Begun under another configuration: kept, so no trace loses its middle.
+            for runner in self.runners:
+                runner.offer(data)
+            return
+        assert isinstance(trace, LocalTrace)
+        if data.status == "error":
+            trace.error = True
+        keep, tail = trace.keep, trace.tail
+        bit = 1
         for runner in self.runners:
-            runner.offer(data)
+            if keep & bit:
+                if not runner.sampler.per_span or runner.sampler.keep_span(data):
+                    runner.offer(data)
+                else:
+                    runner.sample_out()
+            elif not tail & bit:
+                runner.sample_out()
+            bit <<= 1
+        if tail:
+            self._hold(trace, data, span._sid == trace.root, tail)
+
+    def _hold(self, trace: LocalTrace, data: SpanData, is_root: bool, waiting: int) -> None:
+        """Keep ``data`` for the connections whose decision waits for the local root's
+        end (at most ``pending_spans`` of a trace; the root always counts). At the
+        root's end, decide (``error``, ``slow``): hand everything held over, or count
+        it out."""
+        held: list[SpanData] = []
+        with self._tail_lock:
+            tail = trace.tail
+            if tail != waiting:  # decided meanwhile (the root ended on another thread)
+                late = True
+            elif not is_root:
+                late = False
+                pending = trace.pending
+                if pending is None:
+                    pending = trace.pending = []
+                n = len(pending)
+                appended = False
+                bit = 1
+                for runner in self.runners:
+                    if tail & bit:
+                        with runner._lock:
+                            if n < runner.sampler.pending_spans:
+                                runner.held += 1
+                                appended = True
+                            else:
+                                runner.tail_overflow += 1
+                                runner.dropped_full += 1
+                    bit <<= 1
+                if appended:
+                    pending.append(data)
+                return
+            else:
+                late = False
+                held = trace.pending or held
+                trace.tail = 0
+                trace.pending = None
+        if late:
+            self._follow(trace, data, waiting)
+            return
+        bit = 1
+        for runner in self.runners:
+            if tail & bit:
+                count = min(len(held), runner.sampler.pending_spans)
+                try:
+                    kept = runner.sampler.tail_keeps(trace, data)
+                except Exception:
+                    kept = True
+                with runner._lock:
+                    runner.holding -= 1
+                    runner.held -= count
+                    if kept:
+                        runner.tail_kept += 1
+                    else:
+                        runner.sampled_out += count + 1
+                if kept:
+                    trace.keep |= bit  # spans that end after the root follow this decision
+                    for span in held[:count]:
+                        runner.offer(span)
+                    runner.offer(data)
+            bit <<= 1
+
+    def _follow(self, trace: LocalTrace, data: SpanData, waiting: int) -> None:
+        """A span of a trace whose tail decision was made while it ended: the
+        connections that were ``waiting`` follow that decision."""
+        keep = trace.keep
+        bit = 1
+        for runner in self.runners:
+            if waiting & bit:
+                if keep & bit:
+                    runner.offer(data)
+                else:
+                    runner.sample_out()
+            bit <<= 1
 
     # -- flushing -----------------------------------------------------------------------
     def force_flush(self, timeout: float | None = None) -> bool:
@@ -365,6 +519,8 @@ class Pipeline:
             "dropped_count": dropped_closed + sum(c["dropped_count"] for c in connections.values()),
             "sampled_out_count": sum(r.sampled_out for r in self.runners),
             "written_count": sum(r.written for r in self.runners),
-            "dynamic_sample_factor": min((r.factor for r in self.runners), default=1.0),
+            "dynamic_sample_factor": min((r.factor() for r in self.runners), default=1.0),
+            "tail_pending_count": sum(r.held for r in self.runners),
+            "tail_overflow_count": sum(r.tail_overflow for r in self.runners),
             "connections": connections,
         }

@@ -45,8 +45,7 @@ def parse_traceparent(value: str, tracestate: str = "") -> SpanContext | None:
 
 
 def format_traceparent(context: Span | NonRecordingSpan | SpanContext) -> str:
-    ctx = context._ctx
-    return "00-%032x-%016x-%02x" % (context._tid, context._sid, 1 if ctx is None else ctx[0] & 0xFF)
+    return "00-%032x-%016x-%02x" % (context._tid, context._sid, context.flags & 0xFF)
 
 
 def _clean_tracestate(value: str) -> str:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar, Union
 
 from . import _spandata
+from ._sampling import LocalTrace
 from ._spandata import safe_str as _safe_str
 
 __all__ = [
@@ -53,9 +54,10 @@ class _Identity:
     _tid: int
     _sid: int
     _pid: int
-    # None (the common case: sampled, no tracestate) or (flags, tracestate), shared with
-    # children as it is.
-    _ctx: tuple[int, str] | None
+    # A span's: the LocalTrace its local root began (its connections' sampling
+    # decisions, the trace flags and tracestate), shared by the local trace's spans.
+    # A remote context's: None (sampled, no tracestate) or (flags, tracestate).
+    _ctx: LocalTrace | tuple[int, str] | None
 
     @property
     def trace_id(self) -> str:
@@ -71,11 +73,18 @@ class _Identity:
 
     @property
     def flags(self) -> int:
-        return 1 if self._ctx is None else self._ctx[0]
+        """The W3C trace flags this span propagates (bit 0: sampled)."""
+        ctx = self._ctx
+        if ctx is None:
+            return 1
+        return ctx[0] if ctx.__class__ is tuple else ctx.flags  # type: ignore[union-attr]
 
     @property
     def tracestate(self) -> str:
-        return "" if self._ctx is None else self._ctx[1]
+        ctx = self._ctx
+        if ctx is None:
+            return ""
+        return ctx[1] if ctx.__class__ is tuple else ctx.tracestate  # type: ignore[union-attr]
 
     @property
     def context(self) -> SpanContext:
@@ -138,12 +147,20 @@ def detach(token: CurrentToken) -> None:
 
 
 class SpanSink(Protocol):
-    """Where ended spans go: the tracer's pipeline. ``append`` must not block or raise."""
+    """Where spans go: the tracer's pipeline. ``local_root`` is called when a span
+    begins a local trace (no parent, or a parent from elsewhere with its trace flags and
+    tracestate) and returns the trace's :class:`LocalTrace` (its sampling decisions);
+    ``append`` takes each ended span. Neither may block or raise."""
+
+    def local_root(self, span: Span, flags: int | None, tracestate: str) -> LocalTrace: ...
 
     def append(self, span: Span) -> None: ...
 
 
 class _Discard:
+    def local_root(self, span: Span, flags: int | None, tracestate: str) -> LocalTrace:
+        return LocalTrace(None, -1, 0, 1 if flags is None else flags | 1, tracestate, span._sid)
+
     def append(self, span: Span) -> None:
         pass
 
@@ -151,11 +168,14 @@ class _Discard:
 # The one sink; the tracer points it at its pipeline (set_sink). Bound method cached:
 # ending a span costs one call here.
 _append: Callable[[Span], None] = _Discard().append
+_local_root: Callable[[Span, int | None, str], LocalTrace] = _Discard().local_root
 
 
 def set_sink(sink: SpanSink) -> None:
-    """Send every span ended from now on to ``sink.append``."""
-    global _append
+    """Send every span ended from now on to ``sink.append``, and every local root
+    begun from now on to ``sink.local_root``."""
+    global _append, _local_root
+    _local_root = sink.local_root
     _append = sink.append
 
 
@@ -182,6 +202,7 @@ class Span(_Identity):
     name: str
     kind: str
     attributes: dict[str, Any]
+    _ctx: LocalTrace  # always: a span belongs to a local trace
     _t0: int
     _t1: int
     _status: tuple[Status, int, str] | None
@@ -193,14 +214,17 @@ class Span(_Identity):
         self.kind = kind
         self.attributes = attributes
         self._sid = getrandbits(64) or 1
-        if parent is None:
+        if parent is None:  # a new trace: this span is its local root
             self._tid = getrandbits(128) or 1
             self._pid = 0
-            self._ctx = None
+            self._ctx = _local_root(self, None, "")
         else:
             self._tid = parent._tid
             self._pid = parent._sid
-            self._ctx = parent._ctx
+            ctx = parent._ctx
+            # A parent of this process: its local trace's decisions. One from elsewhere:
+            # this span is a local root, decided here (honouring the parent's flags).
+            self._ctx = ctx if ctx.__class__ is LocalTrace else _local_root(self, parent.flags, parent.tracestate)
         self._status = None
         self._events = None
         self._token = None
@@ -382,7 +406,7 @@ class NonRecordingSpan(_Identity):
         if parent is None:
             self._tid = getrandbits(128) or 1
             self._pid = 0
-            self._ctx: tuple[int, str] | None = None
+            self._ctx: LocalTrace | tuple[int, str] | None = None
         else:
             self._tid = parent._tid
             self._pid = parent._sid

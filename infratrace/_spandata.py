@@ -122,7 +122,7 @@ _last_trace: tuple[int, str] = (0, "")
 
 
 def snapshot(span: Span, resource: Resource) -> SpanData:
-    """The immutable record of an ended span (run once per span, off the app's thread)."""
+    """The immutable record of an ended span (made once per span, where it ends)."""
     global _last_trace
     offset = _clock_offset_ns
     status = span._status
@@ -141,8 +141,8 @@ def snapshot(span: Span, resource: Resource) -> SpanData:
             last[1],
             span._sid.to_bytes(8, "big").hex(),
             pid.to_bytes(8, "big").hex() if pid else "",
-            1 if ctx is None else ctx[0],
-            "" if ctx is None else ctx[1],
+            ctx.flags,
+            ctx.tracestate,
             span._t0 + offset,
             span._t1 + offset,
             "ok" if status is None else status[0],

@@ -19,6 +19,7 @@ from ._config import Config, load_config
 from ._errors import ConfigError
 from ._pipeline import Pipeline
 from ._registry import Driver, get_driver_factory
+from ._sampling import LocalTrace
 from ._span import (
     CLIENT,
     CONSUMER,
@@ -252,20 +253,33 @@ class Tracer:
         """Point ended spans at this tracer's pipeline (or at the lazy configuration)."""
         set_sink(self if self._pipeline is None else self._pipeline)
 
-    def append(self, span: Span) -> None:
-        """The sink until the tracer is configured: the first ended span configures it
-        from ``$INFRATRACE_CONFIG`` (or the defaults) and goes to the new pipeline."""
+    def _configured(self) -> Pipeline | None:
+        """The pipeline; the first span begun or ended before any configuration
+        configures the tracer from ``$INFRATRACE_CONFIG`` (or the defaults)."""
         try:
             with self._lock:
                 if self._pipeline is None:
                     self.configure(load_config(None))
-                pipeline = self._pipeline
-            if pipeline is not None:
-                pipeline.append(span)
+                return self._pipeline
         except Exception as exc:
             import sys
 
             print(f"infratrace: could not configure tracing, span dropped: {exc}", file=sys.stderr)
+            return None
+
+    def local_root(self, span: Span, flags: int | None, tracestate: str) -> LocalTrace:
+        """The sink until the tracer is configured (see :meth:`append`)."""
+        pipeline = self._configured()
+        if pipeline is not None:
+            return pipeline.local_root(span, flags, tracestate)
+        return LocalTrace(None, -1, 0, 1 if flags is None else flags | 1, tracestate, span._sid)
+
+    def append(self, span: Span) -> None:
+        """The sink until the tracer is configured: the first span configures it and
+        goes to the new pipeline."""
+        pipeline = self._configured()
+        if pipeline is not None:
+            pipeline.append(span)
 
     @property
     def config(self) -> Config | None:

@@ -151,7 +151,7 @@ def _error(source) -> ConfigError:
             ["between 0 and 1"],
         ),
         ('[trace.a.sample]\nrules = [{ name = "a" }]', "trace.a.sample.rules[0].sample", ["needs a sample"]),
-        ("[trace.a.sample]\nrules = [{ name = 3, sample = 1 }]", "trace.a.sample.rules[0].name", ["prefix"]),
+        ("[trace.a.sample]\nrules = [{ name = 3, sample = 1 }]", "trace.a.sample.rules[0].name", ["glob"]),
         ('[trace.a.sample]\nrules = [{ name = "a", sample = 1, attrs = 2 }]', "trace.a.sample.rules[0].attrs", ["table"]),
         ('[trace.a.sample]\nrules = [{ name = "a", sample = 1, when = 2 }]', "trace.a.sample.rules[0].when", ["unknown key"]),
         ("[trace.a.sample]\nrate = 1\nsample = 1", "trace.a.sample.sample", ["alias"]),

@@ -61,45 +61,72 @@ def test_rules_first_match_wins_and_attrs_must_all_match():
             ),
         )
     )
-    assert sampler.ratio_for(span("service:user.login", {"vip": True})) == 1.0
-    assert sampler.ratio_for(span("service:user.login", {"vip": "true"})) == 1.0
-    assert sampler.ratio_for(span("service:user.login", {"vip": False})) == 0.3
-    assert sampler.ratio_for(span("service:user.login")) == 0.3
-    assert sampler.ratio_for(span("http:GET /")) == 0.0
-    assert sampler.ratio_for(span("exact")) == 0.0
-    assert sampler.ratio_for(span("exactly")) == 0.5
-    assert sampler.ratio_for(span("other")) == 0.5
+    assert sampler.ratio_for("service:user.login", {"vip": True}) == 1.0
+    assert sampler.ratio_for("service:user.login", {"vip": "true"}) == 1.0
+    assert sampler.ratio_for("service:user.login", {"vip": False}) == 0.3
+    assert sampler.ratio_for("service:user.login", {}) == 0.3
+    assert sampler.ratio_for("http:GET /", {}) == 0.0
+    assert sampler.ratio_for("exact", {}) == 0.0
+    assert sampler.ratio_for("exactly", {}) == 0.5
+    assert sampler.ratio_for("other", {}) == 0.5
+
+
+def test_rule_names_are_globs_with_fnmatch_semantics():
+    sampler = Sampler(SampleConfig(rate=0.5, rules=(SampleRule("http:GET /users/[0-9]*", 1.0), SampleRule("*.?", 0.0))))
+    assert sampler.ratio_for("http:GET /users/42", {}) == 1.0
+    assert sampler.ratio_for("http:GET /users/me", {}) == 0.5
+    assert sampler.ratio_for("method:a.b", {}) == 0.0
+    assert sampler.ratio_for("method:a.bc", {}) == 0.5
+    assert sampler.ratio_for("HTTP:GET /users/42", {}) == 0.5  # case-sensitive
+
+
+def _decide(sampler: Sampler, name: str = "x", attrs: dict | None = None, trace_id: int | None = None) -> bool:
+    tid = random.getrandbits(128) if trace_id is None else trace_id
+    return sampler.decide(tid, name, attrs or {}, None, 1.0)
 
 
 def test_empty_rule_name_matches_everything_and_attrs_compare_as_strings():
     sampler = Sampler(SampleConfig(rate=0.0, rules=(SampleRule("", 1.0, (("tier", "2"),)),)))
-    assert sampler.keep(span("a", {"tier": 2}))
-    assert not sampler.keep(span("a", {"tier": 3}))
+    assert _decide(sampler, "a", {"tier": 2})
+    assert not _decide(sampler, "a", {"tier": 3})
 
 
-def test_errors_are_kept_unless_disabled():
-    assert Sampler(SampleConfig(rate=0.0)).keep(span(status="error"))
-    assert not Sampler(SampleConfig(rate=0.0, error=False)).keep(span(status="error"))
+def test_per_span_keys_keep_error_spans_unless_disabled():
+    assert Sampler(SampleConfig(rate=0.0, key="span_id")).keep_span(span(status="error"))
+    assert not Sampler(SampleConfig(rate=0.0, key="span_id", error=False)).keep_span(span(status="error"))
 
 
-@pytest.mark.parametrize("key", ["trace_id", "span_id", "trace_span"])
-def test_hash_keys_give_the_configured_ratio(key):
-    sampler = Sampler(SampleConfig(rate=0.3, key=key))
-    kept = sum(sampler.keep(span()) for _ in range(20000))
+def test_trace_id_decisions_give_the_configured_ratio():
+    sampler = Sampler(SampleConfig(rate=0.3))
+    kept = sum(_decide(sampler) for _ in range(20000))
     assert abs(kept / 20000 - 0.3) < 0.015
 
 
-def test_trace_id_key_decides_per_trace_and_span_id_key_per_span():
-    by_trace = Sampler(SampleConfig(rate=0.5, key="trace_id"))
+@pytest.mark.parametrize("key", ["span_id", "trace_span"])
+def test_per_span_keys_give_the_configured_ratio(key):
+    sampler = Sampler(SampleConfig(rate=0.3, key=key))
+    assert sampler.per_span
+    kept = sum(sampler.keep_span(span()) for _ in range(20000))
+    assert abs(kept / 20000 - 0.3) < 0.015
+
+
+def test_span_id_key_decides_per_span():
     by_span = Sampler(SampleConfig(rate=0.5, key="span_id"))
-    mixed_trace = mixed_span = 0
+    mixed_span = 0
     for _ in range(500):
         tid = random.getrandbits(128)
         members = [span(trace_id=tid) for _ in range(6)]
-        mixed_trace += len({by_trace.keep(s) for s in members}) > 1
-        mixed_span += len({by_span.keep(s) for s in members}) > 1
-    assert mixed_trace == 0
+        mixed_span += len({by_span.keep_span(s) for s in members}) > 1
     assert mixed_span > 400
+
+
+def test_the_same_salt_gives_the_same_decisions_and_another_salt_others():
+    one, two = Sampler(SampleConfig(rate=0.5, salt="a")), Sampler(SampleConfig(rate=0.5, salt="a"))
+    other = Sampler(SampleConfig(rate=0.5, salt="b"))
+    ids = [random.getrandbits(128) for _ in range(2000)]
+    assert [_decide(one, trace_id=t) for t in ids] == [_decide(two, trace_id=t) for t in ids]
+    differ = sum(_decide(one, trace_id=t) != _decide(other, trace_id=t) for t in ids)
+    assert 800 < differ < 1200  # independent decisions: about half differ
 
 
 def test_dynamic_factor_thresholds():
@@ -117,8 +144,14 @@ def test_dynamic_factor_thresholds():
 
 def test_factor_multiplies_the_ratio():
     sampler = Sampler(SampleConfig(rate=1.0))
-    kept = sum(sampler.keep(span(), 0.5) for _ in range(20000))
+    kept = sum(sampler.decide(random.getrandbits(128), "x", {}, None, 0.5) for _ in range(20000))
     assert abs(kept / 20000 - 0.5) < 0.015
+
+
+def test_a_parents_flag_decides_unless_ignored_and_the_factor_never_overrides_it():
+    honor, ignore = Sampler(SampleConfig(rate=0.0)), Sampler(SampleConfig(rate=0.0, parent="ignore"))
+    assert honor.decide(7, "x", {}, 0x01, 0.1) and not honor.decide(7, "x", {}, 0x00, 1.0)
+    assert not ignore.decide(7, "x", {}, 0x01, 1.0)
 
 
 def test_each_connection_samples_on_its_own(tmp_path):
