@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -275,3 +276,34 @@ def test_graceful_shutdown_loses_no_span(celery_session: Session, tmp_path: Any)
     assert consumers == {r.id for r in results} | {expired.id}
     assert len(named(spans, "service:calc.add")) == 12
     assert len({s["resource"]["process.pid"] for s in spans}) >= 2  # pool processes and main
+
+
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
+def test_an_unsampled_request_keeps_only_the_failing_tasks_own_part(celery_spans: Session, pool: str) -> None:
+    """This process keeps nothing (rate 0), so its messages carry the unsampled flag;
+    the worker honours it, yet keeps the failing task's whole local trace by its own
+    tail decision (error = true). It cannot recall the producer's spans, which this
+    process dropped when its request ended: the consumer's parent is not written."""
+    queue = celery_spans.workers[pool].queue
+    infratrace.configure(
+        f'[trace]\ndriver = "file"\njson = true\ntimeout = "50ms"\n[trace.sample]\nrate = 0\n'
+        f'[trace.setting]\noutput = "{celery_spans.directory}/producer-{{pid}}.jsonl"\n'
+    )
+    with infratrace.begin("web:unsampled") as root:
+        assert root.flags == 0
+        failing = fail.apply_async(("declined",), queue=queue)
+        fine = add.apply_async((1, 2), queue=queue)
+    with pytest.raises(ValueError, match="declined"):
+        failing.get(timeout=20)
+    assert fine.get(timeout=20) == 3
+
+    spans = celery_spans.spans.wait_trace(root.trace_id, 1)
+    (consumer,) = spans
+    assert consumer["name"] == "queue:tests.celery.worker_app.fail" and consumer["kind"] == "consumer"
+    assert consumer["status"] == "error"
+    assert consumer["parent_span_id"]  # the producer's span: dropped here, where it ended
+    assert not [s for s in celery_spans.spans.all() if s["span_id"] == consumer["parent_span_id"]]
+    # the task that succeeded followed the unsampled flag: nothing of it was written
+    # (the workers write every 50 ms: give them several times that)
+    time.sleep(0.5)
+    assert not celery_spans.spans.where(**{"messaging.message.id": fine.id})
