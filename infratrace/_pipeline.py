@@ -336,6 +336,14 @@ class Pipeline:
         self._ended = itertools.count()
         self._dropped_closed = itertools.count()
         self._tail_lock = threading.Lock()  # the spans held for tail decisions
+        # Fast paths: every connection keeps every new trace (rate 1, no rules), and
+        # no connection decides span by span.
+        samplers = [r.sampler for r in self.runners]
+        self._all = (1 << len(self.runners)) - 1
+        self._keeps_all = all(s.rate >= 1.0 and not s.rules and not s.per_span for s in samplers)
+        self._honors_all = all(s.honor_parent for s in samplers)
+        self._dynamic = [r for r in self.runners if r.dynamic]
+        self._per_span = any(s.per_span for s in samplers)
         self._closed = False
 
     def start(self) -> None:
@@ -347,6 +355,12 @@ class Pipeline:
         """Each connection's decision for the trace ``span`` begins here (the
         :class:`~infratrace._span.SpanSink` contract): kept, held for a tail decision,
         or dropped. ``flags``: a remote parent's trace flags (``None``: a new trace)."""
+        if (
+            self._keeps_all
+            and (flags is None or (flags & 1 and self._honors_all))
+            and (not self._dynamic or all(r.factor() >= 1.0 for r in self._dynamic))
+        ):
+            return LocalTrace(self, self._all, 0, 1 if flags is None else flags | 1, tracestate, span._sid)
         keep = tail = 0
         bit = 1
         try:
@@ -390,6 +404,10 @@ class Pipeline:
         if data.status == "error":
             trace.error = True
         keep, tail = trace.keep, trace.tail
+        if keep == self._all and not self._per_span:  # kept by every connection
+            for runner in self.runners:
+                runner.offer(data)
+            return
         bit = 1
         for runner in self.runners:
             if keep & bit:

@@ -87,7 +87,7 @@ class LocalTrace:
     connection ``i``). ``flags`` is the W3C trace-flags byte the trace propagates:
     sampled when a connection keeps it."""
 
-    __slots__ = ("error", "flags", "keep", "owner", "pending", "resolved", "root", "tail", "tracestate")
+    __slots__ = ("error", "flags", "keep", "owner", "pending", "root", "tail", "tracestate")
 
     def __init__(self, owner: object, keep: int, tail: int, flags: int, tracestate: str, root: int) -> None:
         self.owner = owner  # the pipeline that decided (decisions index its connections)
@@ -97,7 +97,6 @@ class LocalTrace:
         self.tracestate = tracestate
         self.root = root  # the local root's span id
         self.error = False
-        self.resolved = False  # the local root has ended: tail decisions are final
         self.pending: list[SpanData] | None = None
 
     def __repr__(self) -> str:
