@@ -344,6 +344,9 @@ class Pipeline:
         self._honors_all = all(s.honor_parent for s in samplers)
         self._dynamic = [r for r in self.runners if r.dynamic]
         self._per_span = any(s.per_span for s in samplers)
+        # What such a trace carries is the same for every one of them (nothing is held
+        # for a tail decision, so its root and error flag are never read): one object.
+        self._kept_by_all = LocalTrace(self, self._all, 0, 1, "", 0)
         self._closed = False
 
     def start(self) -> None:
@@ -360,6 +363,8 @@ class Pipeline:
             and (flags is None or (flags & 1 and self._honors_all))
             and (not self._dynamic or all(r.factor() >= 1.0 for r in self._dynamic))
         ):
+            if (flags is None or flags == 1) and not tracestate:
+                return self._kept_by_all
             return LocalTrace(self, self._all, 0, 1 if flags is None else flags | 1, tracestate, span._sid)
         keep = tail = 0
         bit = 1
