@@ -32,14 +32,14 @@ mispredictions, the kernel's side of system calls (``write``, ``futex``) and pag
 faults, waiting for the GIL or a lock. So a scenario that allocates more memory,
 writes a file or hands the GIL between threads more often costs relatively more time
 than its instruction count says. Valgrind also runs one thread at a time and ~50x
-slower than native: work driven by the clock is inflated — infratrace's flusher thread
+slower than native: work driven by the clock is inflated — infratrace's connection thread
 wakes every 0.2 s of wall time (~20k instructions a wake when idle), OpenTelemetry's
 batch processor every 5 s — and GIL hand-offs between threads follow valgrind's
-scheduling, not the real one's. Each table is followed by an estimate of the flusher's
-idle wakes in infratrace's figure (from a calibration run of an idle pipeline); it is
+scheduling, not the real one's. Each table is followed by an estimate of the connection
+thread's idle wakes in infratrace's figure (from a calibration run of an idle pipeline); it is
 not subtracted. The "other threads" column is what background threads execute; the
 split between threads moves more between runs than the total, as some work (an
-export, a drain) can land on either side. A full (generation 2) garbage collection
+export, a write) can land on either side. A full (generation 2) garbage collection
 falls in the measured part of some scenarios and not of others (the children's gc
 counts are printed to stderr): a real cost, but a lumpy one. Repeated runs agree to
 ~0.1-1% per figure (Django's to ~3%).
@@ -69,7 +69,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WARMUP_REQUESTS = 300
 BARE, OTEL, OTEL_LEAN = "bare", "otel", "otel lean"
-IDLE = ("idle", "infratrace flusher")  # the calibration: seconds of an idle pipeline
+IDLE = ("idle", "infratrace connection thread")  # the calibration: seconds of an idle pipeline
 IDLE_SECONDS = (1, 10)  # slept in the set-up-only run, then more in the measured run
 TARGETS: dict[str, tuple[str, ...]] = {
     "core": ("bare call", "infratrace discard", "infratrace file json", "otel sdk"),
@@ -405,7 +405,7 @@ def table(target: str, results: dict[tuple[str, str], tuple[Run, Run]]) -> list[
         added = per[scenario][0] - bare
         lines.append(
             f"- {scenario}: ≈ {idle:,.0f} instructions/{unit} ({idle / added:.1%} of its added) are idle wakes of "
-            f"infratrace's flusher thread during the {seconds:.1f} s more that valgrind took "
+            f"infratrace's connection thread during the {seconds:.1f} s more that valgrind took "
             f"(natively ~50x fewer a {unit}; valgrind artefact, not subtracted)"
         )
     return lines
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     for target in targets:
         lines += [*table(target, results), ""]
     lines.append(
-        f"calibration: an idle infratrace pipeline (flusher wakes every 0.2 s) executes {idle_rate(results):,.0f} "
+        f"calibration: an idle infratrace pipeline (its connection thread wakes every 0.2 s) executes {idle_rate(results):,.0f} "
         f"instructions per second under valgrind"
     )
     lines.append(f"took {time.perf_counter() - started:.0f} s")

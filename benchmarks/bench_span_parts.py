@@ -37,8 +37,9 @@ own per span (``callgrind_annotate`` of both runs, subtracted): what the interpr
 spends each part on.
 
 What the parts leave out, and bench_instructions.py's core figure includes: the
-pipeline's queue, the flusher and runner threads waking and handing batches over, the
-counters, ``force_flush``, and the collector's passes over spans waiting in the queue.
+pipeline's hand-over (``Pipeline.append``: the trace's decision, the backlog, its lock
+and counters), the connection thread waking and writing, ``force_flush``, and the
+collector's passes over what waits in the backlog.
 """
 
 from __future__ import annotations
@@ -78,10 +79,21 @@ DETAILS = {
 
 
 class DiscardSink:
-    """A sink that drops every span (``SpanSink.append``)."""
+    """A sink that drops every span (``SpanSink.append``); every trace is kept by the
+    one connection it stands for (``SpanSink.local_root``)."""
+
+    def __init__(self, keep: list[Any] | None = None) -> None:
+        from infratrace._sampling import LocalTrace
+
+        self.kept = LocalTrace(self, 1, 0, 1, "", 0)  # one shared decision, as the pipeline's
+        self.spans = keep
+
+    def local_root(self, span: Any, flags: int | None, tracestate: str) -> Any:
+        return self.kept
 
     def append(self, span: Any) -> None:
-        pass
+        if self.spans is not None:
+            self.spans.append(span)
 
 
 class Nothing:
@@ -151,7 +163,7 @@ def worker(part: str, total: int, measured: int, directory: Path) -> None:
     snapshot = _spandata.snapshot
     stable_record = _fields.stable_record
     collected: list[Any] = []
-    _span.set_sink(collected)  # a list has the sink's append
+    _span.set_sink(DiscardSink(collected))
     line = _fields.line_encoder(connection)
     driver = FileDriver(connection)
     remaining = 1 if measured == 1 else sys.maxsize  # 1 span, or every span and parent

@@ -49,9 +49,15 @@ def _no_sink() -> None:
     """``infratrace-nosink``: spans begin and end, and are handed to a sink that drops
     them (no pipeline work at all): the request thread's share alone."""
     if VARIANT == "infratrace-nosink":
+        from infratrace._sampling import LocalTrace
         from infratrace._span import set_sink
 
         class Drop:
+            kept = LocalTrace(None, 1, 0, 1, "", 0)
+
+            def local_root(self, span: object, flags: int | None, tracestate: str) -> LocalTrace:
+                return self.kept
+
             def append(self, span: object) -> None:
                 pass
 
