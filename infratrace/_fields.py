@@ -329,11 +329,18 @@ def _render(value: Any) -> str:
     return str(value)
 
 
+# Control characters a terminal or a line-based reader would act on, as escapes: C0
+# (but tab), DEL, C1, and the Unicode line and paragraph separators.
+_CONTROL_ESCAPES: dict[int, str] = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09}
+_CONTROL_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
 class FormatLine:
     """A ``format`` template such as ``"%time% [%status%] %name% cost=%costMs%ms"``:
-    one text line per span. Unknown placeholders are rejected by the config loader;
-    text between placeholders is kept as it is, and a newline inside a value is
-    written as ``\\n`` so one span stays one line."""
+    one text line per span. Unknown placeholders are rejected by the config loader.
+    Control characters are escaped (``\\n``, ``\\r``, ``\\x1b``, ``\\u2028``…), so one
+    span stays one line and a value cannot move a terminal's cursor or change its
+    colours."""
 
     __slots__ = ("_parts",)
 
@@ -353,7 +360,7 @@ class FormatLine:
         self._parts = parts
 
     def __call__(self, s: SpanData) -> str:
-        return "".join(p if isinstance(p, str) else _render(p(s)) for p in self._parts).replace("\n", "\\n")
+        return "".join(p if isinstance(p, str) else _render(p(s)) for p in self._parts).translate(_CONTROL_ESCAPES)
 
 
 def line_encoder(config: ConnectionConfig) -> Callable[[SpanData], bytes]:

@@ -21,7 +21,8 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d|w)")
 _SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
-DURATION_HELP = 'a duration such as "200ms", "5s", "1m30s", "7d" or a number of seconds'
+MAX_DURATION = 366 * 86400.0  # a year: finite, and far below what thread waits accept
+DURATION_HELP = 'a duration such as "200ms", "5s", "1m30s", "7d" or a number of seconds, at most 366 days'
 SIZE_HELP = 'a size such as "100MB", "512KB", "1GB" or a number of bytes'
 
 
@@ -31,23 +32,27 @@ def parse_duration(value: object) -> float:
     Accepts a non-negative number (seconds) or a Go-style string made of
     number+unit parts (``ns us ms s m h d w``), e.g. ``"1h30m"``.
     """
+    seconds = _seconds(value)
+    if not 0.0 <= seconds <= MAX_DURATION:  # also refuses NaN
+        raise ValueError(DURATION_HELP)
+    return seconds
+
+
+def _seconds(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(DURATION_HELP)
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(DURATION_HELP)
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond a float
+            raise ValueError(DURATION_HELP) from None
     if not isinstance(value, str):
         raise ValueError(DURATION_HELP)
     text = value.strip()
     try:
-        seconds = float(text)
+        return float(text)
     except ValueError:
         pass
-    else:
-        if seconds < 0:
-            raise ValueError(DURATION_HELP)
-        return seconds
     total = 0.0
     pos = 0
     for match in _DURATION_PART.finditer(text):

@@ -33,6 +33,7 @@ __all__ = ["FileDriver", "FileSettings"]
 SLICES = ("", "year", "month", "day", "hour")
 _SLICE_LABEL = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d", "hour": "%Y-%m-%dT%H"}
 _CHUNK = 1 << 20
+FILE_MODE = 0o640  # trace files hold request data: not world-readable
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class FileSettings:
     def validate(self, given: Mapping[str, str]) -> FileSettings:
         if not self.output:
             raise ConfigError(given.get("output", "output"), self.output, "expected a file name")
+        for key in ("output", "store"):
+            value = getattr(self, key)
+            if any(c in value for c in "\0\r\n"):
+                raise ConfigError(given.get(key, key), value, "expected a path without NUL, CR or LF characters")
         return self
 
 
@@ -130,6 +135,15 @@ class FileDriver:
                 f"cannot create the directory: {exc.strerror}",
                 config.source,
             ) from None
+        # A path every write would fail on fails configure() instead.
+        if self.path.is_dir():
+            raise ConfigError(
+                f"{config.path}.setting.output", str(self.path), "is a directory; expected a file path", config.source
+            )
+        target = self.path if self.path.exists() else self.path.parent
+        if not os.access(target, os.W_OK):
+            what = "the file is not writable" if target is self.path else "its directory is not writable"
+            raise ConfigError(f"{config.path}.setting.output", str(self.path), what, config.source)
 
     # -- the write path -------------------------------------------------------------
     def write(self, spans: Sequence[SpanData]) -> None:
@@ -140,7 +154,7 @@ class FileDriver:
         """Append the lines (each newline-terminated), rotating as configured."""
         if self.lock and self._lock_fd < 0:
             lock_path = self.path.with_name(f".{self.path.name}.lock")
-            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         if self.lock:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
@@ -189,7 +203,7 @@ class FileDriver:
 
     # -- opening and noticing other writers ---------------------------------------------
     def _open(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         st = os.fstat(fd)
         self._fd = fd
         self._ino = st.st_ino
@@ -263,7 +277,8 @@ class FileDriver:
     @staticmethod
     def _gzip(path: Path) -> None:
         partial = path.with_name(path.name + ".gz.part")
-        with open(path, "rb") as src, gzip.open(partial, "wb") as dst:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+        with open(path, "rb") as src, open(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb") as dst:
             shutil.copyfileobj(src, dst, _CHUNK)
         os.rename(partial, path.with_name(path.name + ".gz"))
         os.unlink(path)

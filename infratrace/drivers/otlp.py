@@ -11,6 +11,7 @@ the batch at once, and the spans a collector rejects in a partial success are co
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,10 @@ def _headers(settings: OTLPSettings) -> dict[str, str]:
     return headers
 
 
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what no header value or URL may hold (tab is allowed)
+
+
 @dataclass(frozen=True)
 class OTLPSettings:
     """``[trace.<conn>.setting]`` of ``driver = "otlp"``. The environment variables
@@ -88,8 +93,16 @@ class OTLPSettings:
     def validate(self, given: Mapping[str, str]) -> OTLPSettings:
         if self.endpoint:
             parts = urlsplit(self.endpoint)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            if parts.scheme not in ("http", "https") or not parts.hostname or _CONTROL.search(self.endpoint):
                 raise ConfigError(given.get("endpoint", "endpoint"), self.endpoint, "expected an http:// or https:// URL")
+        headers_key = given.get("headers", "headers")
+        for name, value in self.headers.items():
+            if not _TOKEN.fullmatch(name):
+                raise ConfigError(f"{headers_key}.{name}", value, "expected an HTTP header name (letters, digits, -)")
+            if _CONTROL.search(value):
+                raise ConfigError(
+                    f"{headers_key}.{name}", value, "expected a header value without control characters (CR, LF, NUL)"
+                )
         return self
 
 
