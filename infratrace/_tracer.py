@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -318,6 +319,7 @@ class Tracer:
     def _after_fork_child(self) -> None:
         """The parent's threads do not exist here: start a fresh pipeline (new drivers,
         new threads, empty queue — spans queued before the fork are the parent's)."""
+        _flush_when_multiprocessing_exits()
         self._fork_held = []
         self._lock = threading.RLock()
         config, self._pipeline = self._config, None
@@ -431,6 +433,36 @@ def _safe_name(name: object) -> str:
 def _at_exit() -> None:
     try:
         _hook.shutdown(5.0)
+    except Exception:
+        pass
+
+
+def _flush_when_multiprocessing_exits() -> None:
+    """In a child forked by ``multiprocessing`` (a ``Process``, a ``Pool`` worker), which
+    leaves through ``os._exit`` and so never runs ``atexit``: flush from the
+    finalizers ``multiprocessing`` runs when the child's work is done. The child's
+    bootstrap clears the finalizers it inherited, then runs its after-fork hooks: the
+    finalizer is registered from one of those. (A child started with ``spawn`` or
+    ``forkserver`` exits normally, through ``atexit``.)"""
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:  # not multiprocessing's fork: os.fork() users call shutdown() themselves
+        return
+    try:
+        util.register_after_fork(_exit_flusher, _register_exit_flush)
+    except Exception:
+        pass
+
+
+class _ExitFlusher:
+    """A weak-referenceable key for ``multiprocessing.util.register_after_fork``."""
+
+
+_exit_flusher = _ExitFlusher()
+
+
+def _register_exit_flush(_: object) -> None:
+    try:
+        sys.modules["multiprocessing.util"].Finalize(None, _at_exit, exitpriority=100)
     except Exception:
         pass
 
