@@ -74,4 +74,3 @@ def test_a_fork_child_flushes_what_it_ended_before_os_exit_when_multiprocessing_
     child.join(60)
     spans = _written(spans_dir)
     assert len(spans) == SPANS_PER_TASK and spans[-1]["name"] == "task"
-
