@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote_plus
 
 from ._budget import SpanBudget
 from ._errors import ConfigError
@@ -34,6 +35,9 @@ DEFAULT_SENSITIVE_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token", "x-csrftoken"}
 )
 REDACTED = "[REDACTED]"
+# Query parameters whose value is redacted when query strings are recorded: a key that
+# contains one of these (case-insensitive), such as access_token or api_key.
+DEFAULT_SENSITIVE_QUERY_KEYS = frozenset({"token", "password", "passwd", "secret", "key", "auth", "signature", "sig"})
 DEFAULT_SPAN_BUDGET = 1000
 
 AnySpan = Span | NonRecordingSpan
@@ -50,6 +54,8 @@ WEB_OPTION_KEYS = (
     "response_traceparent",
     "span_budget",
     "service",
+    "record_query",
+    "sensitive_query_keys",
 )
 
 
@@ -67,6 +73,8 @@ class WebOptions:
     response_traceparent: bool = False
     span_budget: int = DEFAULT_SPAN_BUDGET
     service: str = ""
+    record_query: bool = False  # url.query: off by default (query strings carry tokens)
+    sensitive_query_keys: frozenset[str] = DEFAULT_SENSITIVE_QUERY_KEYS
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -99,6 +107,9 @@ class WebOptions:
                 response_traceparent=_bool(options.get("response_traceparent", False), f"{prefix}.response_traceparent"),
                 span_budget=_budget(options.get("span_budget", DEFAULT_SPAN_BUDGET), f"{prefix}.span_budget"),
                 service=_str(options.get("service", ""), f"{prefix}.service"),
+                record_query=_bool(options.get("record_query", False), f"{prefix}.record_query"),
+                sensitive_query_keys=DEFAULT_SENSITIVE_QUERY_KEYS
+                | _header_names(options.get("sensitive_query_keys", ()), f"{prefix}.sensitive_query_keys"),
                 extra={key: options[key] for key in extra_names if key in options},
             )
         except ConfigError as exc:
@@ -125,6 +136,15 @@ class WebOptions:
                 text = REDACTED if lower in self.sensitive_headers else value
                 out.setdefault(f"http.{direction}.header.{lower}", []).append(text)
         return out
+
+    def query_attribute(self, query: str) -> str | None:
+        """``url.query`` for a request's query string: ``None`` unless ``record_query``
+        is on, and then with the value of every parameter whose name contains a
+        sensitive key (``token``, ``password``, ``secret``, ``key``, ``auth``,
+        ``signature``… and ``sensitive_query_keys``) replaced by ``[REDACTED]``."""
+        if not self.record_query or not query:
+            return None
+        return redact_query(query, self.sensitive_query_keys)
 
     def response_traceparent_header(self, span: AnySpan) -> tuple[str, str] | None:
         if not self.response_traceparent:
@@ -184,6 +204,18 @@ def report_budget(span: AnySpan, budget: SpanBudget | None) -> None:
 def normalize_method(method: str) -> str:
     upper = method.upper()
     return upper if upper in KNOWN_METHODS else "_OTHER"
+
+
+def redact_query(query: str, sensitive: Iterable[str] = DEFAULT_SENSITIVE_QUERY_KEYS) -> str:
+    """``query`` with the value of each parameter whose (URL-decoded, lower-cased) name
+    contains one of ``sensitive`` replaced by ``[REDACTED]``; the rest kept as sent."""
+    words = tuple(sensitive)
+    parts = []
+    for part in query.split("&"):
+        name = part.partition("=")[0]
+        lowered = unquote_plus(name).lower()
+        parts.append(f"{name}={REDACTED}" if any(word in lowered for word in words) else part)
+    return "&".join(parts)
 
 
 def request_attributes(

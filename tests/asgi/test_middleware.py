@@ -413,3 +413,15 @@ def test_inside_other_middleware_and_around_base_http_middleware(span_file: Any)
     assert len(https) == 2 and len(webs) == 2
     assert {web["parent_span_id"] for web in webs} == {http["span_id"] for http in https}
     assert all(http["status_code"] == 200 for http in https)
+
+
+def test_query_strings_only_when_switched_on(span_file: Any, client_for: Any) -> None:
+    out = span_file()
+    client_for().get("/teapot?auth=a&x=1")
+    assert "url.query" not in named(out.spans(), "http:GET /teapot")["attributes"]
+
+
+def test_query_strings_recorded_with_sensitive_values_redacted(span_file: Any, client_for: Any) -> None:
+    out = span_file()
+    client_for(record_query=True).get("/teapot?auth=a&x=1")
+    assert named(out.spans(), "http:GET /teapot")["attributes"]["url.query"] == "auth=[REDACTED]&x=1"

@@ -509,3 +509,26 @@ def test_rule_kept_when_a_before_request_hook_answers(spans: SpansFn, make_app: 
     servers = [span for span in trace.spans if span["name"] == "http:GET /users/<int:user_id>"]
     assert [(s["status"], s["status_code"]) for s in servers] == [("ok", 401), ("ok", 200)]
     assert trace.names().count("web:show_user") == 1  # the view ran once
+
+
+def test_query_strings_only_when_switched_on_and_redacted(spans: SpansFn, make_app: Callable[..., Flask]) -> None:
+    quiet = make_app()
+
+    @quiet.get("/q")
+    def q() -> str:
+        return "ok"
+
+    assert quiet.test_client().get("/q?token=t&x=1").status_code == 200
+    assert "url.query" not in spans().one("http:GET /q")["attributes"]
+
+
+def test_query_strings_recorded_with_sensitive_values_redacted(spans: SpansFn, make_app: Callable[..., Flask]) -> None:
+    app = make_app(record_query=True)
+
+    @app.get("/q")
+    def q() -> str:
+        return "ok"
+
+    assert app.test_client().get("/q?token=t&x=1&client_secret=s").status_code == 200
+    attrs = spans().one("http:GET /q")["attributes"]
+    assert attrs["url.query"] == "token=[REDACTED]&x=1&client_secret=[REDACTED]"

@@ -228,6 +228,10 @@ class HttpCycle:
         if agent:
             attrs["user_agent.original"] = agent.decode("latin-1")
         options = setup.options
+        if options.record_query:  # off by default: query strings carry tokens
+            query = options.query_attribute(scope.get("query_string", b"").decode("latin-1"))
+            if query:
+                attrs["url.query"] = query
         if options.request_headers:
             attrs.update(options.header_attributes("request", decode_headers(headers)))
         span.set_attributes(attrs)

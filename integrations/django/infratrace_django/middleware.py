@@ -169,9 +169,10 @@ class TraceMiddleware:
             name, shared = server
             attrs = shared.copy()  # "target" and "url.path" are in it already: same order
             attrs["target"] = attrs["url.path"] = path
-            value = get("QUERY_STRING")
-            if value:
-                attrs["url.query"] = value
+            if self._web.record_query:  # off by default: query strings carry tokens
+                value = self._web.query_attribute(get("QUERY_STRING", ""))
+                if value:
+                    attrs["url.query"] = value
             value = get("REMOTE_ADDR")
             if value:
                 attrs["client.address"] = value

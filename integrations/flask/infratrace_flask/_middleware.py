@@ -214,6 +214,10 @@ class TraceMiddleware:
                 attrs["user_agent.original"] = value
             else:
                 del attrs["user_agent.original"]
+            if options.record_query:  # off by default: query strings carry tokens
+                value = options.query_attribute(get("QUERY_STRING", ""))
+                if value:
+                    attrs["url.query"] = value
             value = get("HTTP_TRACEPARENT")
             span = start_span(
                 name,
