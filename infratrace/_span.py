@@ -179,6 +179,15 @@ def set_sink(sink: SpanSink) -> None:
     _append = sink.append
 
 
+def _http_error(kind: str, code: int) -> bool:
+    """``end(code=...)`` with no status set: an HTTP status that is an error under
+    OpenTelemetry's HTTP conventions — 5xx on a server span, 4xx and 5xx on a client
+    span. On other kinds a code is just a code."""
+    if kind == SERVER:
+        return 500 <= code <= 599
+    return kind == CLIENT and 400 <= code <= 599
+
+
 class Span(_Identity):
     """A span being recorded. Use it as a context manager (sync or async) or end it with
     :meth:`end`. Begun by :func:`infratrace.begin`, it is the current span until it
@@ -335,7 +344,12 @@ class Span(_Identity):
             self._apply_result(result, status, code, message)
         elif code is not None:  # end(code=200): the web adapters' common case
             st = self._status
-            self._status = (STATUS_OK, code, "") if st is None else (st[0], code, st[2])
+            if st is not None:  # a status set before: only the code changes
+                self._status = (st[0], code, st[2])
+            elif code >= 400 and _http_error(self.kind, code):
+                self._status = (STATUS_ERROR, code, "")
+            else:
+                self._status = (STATUS_OK, code, "")
         self._t1 = _perf_ns() if end_time is None else max(end_time - _spandata._clock_offset_ns, self._t0)
         token = self._token
         if token is not None:

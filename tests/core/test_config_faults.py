@@ -127,3 +127,31 @@ def test_text_lines_escape_every_control_character(capsys):
         assert raw not in out
     escaped = "a\\nb\\rc\\x1b[2J\\x1b[31mred\\x00\\x0b\\x7f\\x9b\\u2028\\u2029end\tok"
     assert out == f"{escaped} {escaped}\n"
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "status"),
+    [
+        ("server", 503, "error"),
+        ("server", 404, "ok"),
+        ("server", 200, "ok"),
+        ("client", 404, "error"),
+        ("client", 502, "error"),
+        ("client", 302, "ok"),
+        ("internal", 503, "ok"),
+        ("producer", 500, "ok"),
+    ],
+)
+def test_end_with_a_code_follows_the_http_conventions_of_the_spans_kind(kind: str, code: int, status: str):
+    infratrace.configure('[trace]\ndriver = "discard"')
+    span = infratrace.start_span("x", kind=kind)
+    span.end(code=code)
+    assert (span.status, span.status_code) == (status, code)
+
+
+def test_end_with_a_code_keeps_a_status_set_before():
+    infratrace.configure('[trace]\ndriver = "discard"')
+    span = infratrace.start_span("x", kind="server")
+    span.set_status("ok")
+    span.end(code=503)
+    assert (span.status, span.status_code) == ("ok", 503)
