@@ -52,6 +52,7 @@ DEFAULT_PENDING_TRACES = 100
 SAMPLE_HASH_KEYS = ("trace_id", "span_id", "trace_span")
 RULE_KEYS = ("name", "sample", "rate", "attrs")
 RESOURCE_KEYS = ("service", "project", "profile", "role", "node", "attributes")
+LIMIT_KEYS = ("attributes", "value_length", "list_items")
 
 
 @dataclass(frozen=True)
@@ -102,10 +103,21 @@ class ConnectionConfig:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """``[limits]``: what one span may carry; more is cut, and counted
+    (``stats()["attribute_truncated_count"]``)."""
+
+    attributes: int = 128  # attributes per span (and per event); the first ones are kept
+    value_length: int = 8192  # characters of a text value (and of each text in a list)
+    list_items: int = 1000  # items of a list value
+
+
+@dataclass(frozen=True)
 class Config:
     connections: tuple[ConnectionConfig, ...]
     resource: Mapping[str, Any]
     source: str
+    limits: Limits = field(default_factory=Limits)
 
 
 # -- loading ------------------------------------------------------------------------
@@ -156,8 +168,24 @@ def load_config(source: ConfigSource = None) -> Config:
         raise exc.with_source(origin) from None
 
 
+def _limits(table: Any) -> Limits:
+    if table is None:
+        return Limits()
+    if not isinstance(table, Mapping):
+        raise ConfigError("limits", table, "expected a table ([limits]) with " + ", ".join(LIMIT_KEYS))
+    values: dict[str, int] = {}
+    for key, value in table.items():
+        if key not in LIMIT_KEYS:
+            raise ConfigError(f"limits.{key}", value, "unknown key; valid keys: " + ", ".join(LIMIT_KEYS))
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000_000:
+            raise ConfigError(f"limits.{key}", value, "expected a whole number >= 1")
+        values[key] = value
+    return Limits(**values)
+
+
 def _build(document: Mapping[str, Any], origin: str) -> Config:
     resource = _resource(document.get("infratrace"), origin)
+    limits = _limits(document.get("limits"))
     trace = document.get("trace")
     if trace is None:
         trace = {}
@@ -188,7 +216,7 @@ def _build(document: Mapping[str, Any], origin: str) -> Config:
         connections.append(_connection("default", top, "trace", origin, resource))
     for name, table in named.items():
         connections.append(_connection(name, table, f"trace.{name}", origin, resource))
-    return Config(tuple(connections), resource, origin)
+    return Config(tuple(connections), resource, origin, limits)
 
 
 def _connection(name: str, table: Mapping[str, Any], prefix: str, origin: str, resource: Mapping[str, Any]) -> ConnectionConfig:

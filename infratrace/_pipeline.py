@@ -107,6 +107,7 @@ class ConnectionRunner:
         self.tail_overflow_traces = 0  # traces decided at their root only: pending_traces were held
         # counters (under _write_lock): writes
         self.dropped_failed = 0
+        self.encode_errors = 0  # of those, spans the driver could not encode
         self.written = 0
         self.write_errors = 0
         self.writes = 0
@@ -151,6 +152,7 @@ class ConnectionRunner:
         except Exception as exc:  # a span this driver cannot encode: it alone is lost
             with self._write_lock:
                 self.dropped_failed += 1
+                self.encode_errors += 1
                 self._failed(exc, 1)
             return
         overflow: list[Any] | None = None
@@ -302,6 +304,7 @@ class ConnectionRunner:
             "dropped_failed_count": self.dropped_failed,
             "sync_fallback_count": self.sync_writes,
             "write_error_count": self.write_errors,
+            "encode_error_count": self.encode_errors,
             "flush_count": self.writes,
             "dynamic_sample_factor": self.factor(),
             "tail_pending_traces": self.holding,

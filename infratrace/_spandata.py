@@ -10,6 +10,7 @@ list of those.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -161,23 +162,81 @@ def _event(event: tuple[str, int, dict[str, Any]]) -> Event:
 
 
 # -- attribute values ----------------------------------------------------------------
+# [limits] (infratrace._config.Limits), set by the tracer at configure().
+_max_attributes = 128
+_max_length = 8192
+_max_items = 1000
+_truncated = itertools.count()  # values cut and attributes dropped by the limits; next() is atomic
+
+
+def set_limits(attributes: int, value_length: int, list_items: int) -> None:
+    global _max_attributes, _max_length, _max_items
+    _max_attributes, _max_length, _max_items = attributes, value_length, list_items
+
+
+def truncated_total() -> int:
+    """How many attribute values the limits have cut or dropped in this process."""
+    return int(repr(_truncated)[6:-1])  # itertools.count has no peek: "count(N)"
+
+
 def safe_attributes(attributes: Any) -> dict[str, AttributeValue]:
     """``attributes`` with every key a ``str`` and every value one every output can
-    hold (see :func:`safe_value`). The span's own dict is returned as it is when
-    nothing needs converting (the common case: the span has ended, nothing writes it).
-    Text is not checked for lone surrogates here (that would cost every span): each
-    encoder writes one as ``?``."""
+    hold (see :func:`safe_value`), within the limits: at most ``[limits] attributes``
+    of them (the first ones), text values and keys cut at ``value_length`` characters,
+    lists at ``list_items`` items; each cut counted. The span's own dict is returned as
+    it is when nothing needs converting (the common case: the span has ended, nothing
+    writes it). Text is not checked for lone surrogates here (that would cost every
+    span): each encoder writes one as ``?``."""
     try:
-        for key, value in attributes.items():
-            cls = value.__class__
-            if key.__class__ is not str or (cls is not str and cls is not bool and not _plain_number(value, cls)):
-                break
-        else:
-            return attributes  # type: ignore[no-any-return]
-        safe = {safe_str(key): safe_value(value) for key, value in list(attributes.items())}
-        return {key: value for key, value in safe.items() if value is not None}
+        if len(attributes) <= _max_attributes:
+            limit = _max_length
+            for key, value in attributes.items():
+                cls = value.__class__
+                if key.__class__ is not str or len(key) > limit:
+                    break
+                if cls is str:
+                    if len(value) > limit:
+                        break
+                elif cls is not bool and not _plain_number(value, cls):
+                    break
+            else:
+                return attributes  # type: ignore[no-any-return]
+        return _bounded_attributes(list(attributes.items()))
     except Exception:  # e.g. a dict subclass whose items() raises: keep nothing rather than fail
         return {}
+
+
+def _bounded_attributes(items: list[tuple[Any, Any]]) -> dict[str, AttributeValue]:
+    cut = 0
+    if len(items) > _max_attributes:
+        cut += len(items) - _max_attributes
+        del items[_max_attributes:]
+    limit = _max_length
+    safe: dict[str, AttributeValue] = {}
+    for key, value in items:
+        try:
+            converted = safe_value(value)
+        except Exception:  # a value no rule foresaw: it alone becomes a placeholder
+            converted = f"<unprintable {type(value).__name__}>"
+        if converted is None:
+            continue
+        name = key if key.__class__ is str else safe_str(key)
+        if len(name) > limit:
+            name, cut = name[:limit], cut + 1
+        if converted.__class__ is str:
+            if len(converted) > limit:
+                converted, cut = converted[:limit], cut + 1
+        elif converted.__class__ is list:
+            listed: list[Any] = converted
+            if len(listed) > _max_items:
+                listed, cut = listed[:_max_items], cut + 1
+            if any(item.__class__ is str and len(item) > limit for item in listed):
+                listed, cut = [item[:limit] if item.__class__ is str else item for item in listed], cut + 1
+            converted = listed
+        safe[name] = converted
+    for _ in range(cut):
+        next(_truncated)
+    return safe
 
 
 def _plain_number(value: Any, cls: type) -> bool:
@@ -204,7 +263,11 @@ def safe_value(value: Any) -> AttributeValue | None:
     if cls is int or cls is float:
         return value if _plain_number(value, cls) else safe_str(value)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_scalar(item) for item in (sorted(value, key=safe_str) if isinstance(value, (set, frozenset)) else value)]
+        items = sorted(value, key=safe_str) if isinstance(value, (set, frozenset)) else value
+        if len(items) > _max_items:  # cut before converting: a huge list costs no more than the limit
+            items = items[:_max_items]
+            next(_truncated)
+        return [_scalar(item) for item in items]
     if isinstance(value, Mapping):
         return _json_text(value)
     return _scalar(value)

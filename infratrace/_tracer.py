@@ -239,6 +239,8 @@ class Tracer:
             if isinstance(exc, ConfigError):
                 raise exc.with_source(config.source) from None
             raise
+        limits = config.limits
+        _spandata.set_limits(limits.attributes, limits.value_length, limits.list_items)
         pipeline = Pipeline(config, drivers)
         pipeline.start()
         with self._lock:
@@ -294,6 +296,7 @@ class Tracer:
         pipeline = self._pipeline
         figures = _empty_stats() if pipeline is None else pipeline.stats()
         figures["budget_dropped_count"] = dropped_total()
+        figures["attribute_truncated_count"] = _spandata.truncated_total()
         return figures
 
     def force_flush(self, timeout: float | None = None) -> bool:
