@@ -47,6 +47,10 @@ class DeliveryError(Exception):
     """A batch could not be delivered within its time budget."""
 
 
+class _NoTimeLeft(TimeoutError):
+    """The budget ran out before an attempt could start (after a retry's wait)."""
+
+
 class HttpStatusError(DeliveryError):
     """The destination answered with a status that is not a success."""
 
@@ -143,15 +147,21 @@ class HttpSender:
             headers["Content-Encoding"] = "gzip"
         deadline = time.monotonic() + self.timeout
         attempt = 0
+        failure: DeliveryError | None = None
         with self._lock:
             while True:
                 attempt += 1
                 retry_after: float | None = None
                 try:
                     response = self._attempt(body, headers, deadline)
+                except _NoTimeLeft as exc:
+                    # A retry's wait ended past the budget: the error worth reporting is
+                    # the one that made us retry, not the budget.
+                    self.failed_count += 1
+                    raise failure if failure is not None else DeliveryError(f"{self.url}: {exc}") from None
                 except (OSError, http.client.HTTPException) as exc:
                     self._drop_connection()
-                    failure: DeliveryError = DeliveryError(f"{self.url}: {type(exc).__name__}: {exc}")
+                    failure = DeliveryError(f"{self.url}: {type(exc).__name__}: {exc}")
                 else:
                     self.last_status = response.status
                     if 200 <= response.status < 300:
@@ -171,7 +181,7 @@ class HttpSender:
     def _attempt(self, body: bytes, headers: dict[str, str], deadline: float) -> HttpResponse:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError(f"no time left within the {self.timeout:g}s budget")
+            raise _NoTimeLeft(f"no time left within the {self.timeout:g}s budget")
         conn = self._conn
         if conn is None:
             conn = self._connect(remaining)

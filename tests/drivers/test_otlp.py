@@ -1033,3 +1033,18 @@ def test_oteltap_receiver_accepts_the_payload(clean_otel_env: None) -> None:
     }
     stats = infratrace.stats()["connections"]["otlp"]
     assert stats["written_count"] == 2 and stats["dropped_count"] == 0
+
+
+def test_a_retry_whose_wait_overshoots_the_budget_reports_the_real_error() -> None:
+    from infratrace.drivers._http import DeliveryError, HttpSender
+
+    with socket.socket() as probe:  # a port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The wait before the retry ends past the 0.3 s budget (a loaded machine, a long
+    # GIL wait): the error is still the refusal, not the exhausted budget.
+    sender = HttpSender(f"http://127.0.0.1:{port}/v1/traces", timeout=0.3, sleep=lambda _: time.sleep(0.4))
+    with pytest.raises(DeliveryError) as info:
+        sender.post(b"x", "application/x-protobuf")
+    assert "ConnectionRefusedError" in str(info.value) and "no time left" not in str(info.value)
+    assert sender.stats()["failed_request_count"] == 1
