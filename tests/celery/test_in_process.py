@@ -143,3 +143,46 @@ def test_excluded_tasks_get_no_spans(span_file: Callable[..., Any]) -> None:
     add.apply((1, 1))
     names = {s["name"] for s in spans.spans()}
     assert "queue:tests.celery.worker_app.add" not in names and "service:calc.add" in names
+
+
+def _sender_defaults(app: Celery) -> tuple[Any, Any]:
+    import inspect
+
+    sender = app.amqp.send_task_message
+    sender = getattr(sender, "__wrapped__", sender)
+    captured = inspect.getclosurevars(sender).nonlocals
+    return captured["default_compressor"], captured["default_policy"]["max_retries"]
+
+
+def test_configuration_set_after_instrument_is_honoured() -> None:
+    def configured_later(traced: bool) -> tuple[Any, Any]:
+        app = Celery("later", broker="memory://", set_as_current=False)
+        if traced:
+            infratrace_celery.instrument(app)
+        assert app.conf.task_serializer == "json"  # the app is configured now...
+        app.conf.task_compression = "gzip"  # ...and changed afterwards, before any publish
+        app.conf.task_publish_retry_policy = {"max_retries": 7}
+        return _sender_defaults(app)
+
+    try:
+        assert configured_later(traced=False) == ("gzip", 7)
+        assert configured_later(traced=True) == ("gzip", 7)
+    finally:
+        instrument()  # the worker app's instrumentation, as the other tests expect
+
+
+def test_an_instrumented_app_can_be_garbage_collected() -> None:
+    import gc
+    import weakref
+
+    app = Celery("leak", broker="memory://", set_as_current=False)
+    try:
+        infratrace_celery.instrument(app)
+        app.amqp.send_task_message  # noqa: B018 - built and guarded
+        ref = weakref.ref(app)
+        del app
+        instrument()  # another app instrumented: nothing of ours refers to the first one
+        gc.collect()
+        assert ref() is None
+    finally:
+        instrument()

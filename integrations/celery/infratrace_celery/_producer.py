@@ -30,10 +30,10 @@ _MISSING: Any = object()
 _pending: dict[str, AnySpan] = {}
 # task name -> the task's own ``infratrace_propagate`` (only names found in a registry).
 _task_propagates: dict[str, bool] = {}
-# app -> (its AMQP object, the send_task_message we wrapped)
-_guarded: weakref.WeakKeyDictionary[Any, tuple[Any, Callable[..., Any]]] = weakref.WeakKeyDictionary()
-# apps whose guard waits for their configuration
-_waiting: weakref.WeakSet[Any] = weakref.WeakSet()
+# The apps' AMQP objects we guard. Weak references only: an AMQP object refers to its
+# app, so holding either strongly (or as a WeakKeyDictionary's value) would keep the
+# app alive for ever.
+_guarded: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _task_id(body: Any, headers: Mapping[str, Any]) -> Any:
@@ -197,37 +197,36 @@ def _wrap(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _install(app: Any) -> None:
+    """Guard the sender Celery builds from the app's configuration, without building it:
+    Celery makes ``amqp.send_task_message`` once, on first use, from the configuration
+    as it is then (compression, retry policy, serializer, routing key), so building it
+    earlier would freeze a configuration the user has not finished."""
     try:
-        if state.options is None or app in _guarded:
+        if state.options is None:
             return
-        amqp = app.amqp
-        original = amqp.send_task_message
-        if getattr(original, "infratrace_guard", False):
+        amqp = app.amqp  # making the AMQP object reads no configuration
+        if amqp in _guarded:
             return
-        amqp.send_task_message = _wrap(original)
-        _guarded[app] = (amqp, original)
+        built = amqp.__dict__.get("send_task_message")
+        if built is not None:  # Celery built it already: wrap what it built
+            if not getattr(built, "infratrace_guard", False):
+                amqp.send_task_message = _wrap(built)
+        else:  # wrap it when Celery builds it
+            create = amqp._create_task_sender
+
+            def _create_task_sender() -> Any:
+                return _wrap(create())
+
+            _create_task_sender.infratrace_guard = True  # type: ignore[attr-defined]
+            amqp._create_task_sender = _create_task_sender
+        _guarded.add(amqp)
     except Exception:
         pass
-
-
-def _install_when_configured(sender: Any = None, **_: Any) -> None:
-    if sender is not None:
-        _install(sender)
 
 
 def guard_app(app: Any) -> None:
-    """Wrap the app's ``send_task_message`` (now, or once the app is configured:
-    building it earlier would read the configuration before the user finished it)."""
-    try:
-        if app.configured:
-            _install(app)
-        else:
-            app.on_after_configure.connect(
-                _install_when_configured, sender=app, weak=False, dispatch_uid=f"infratrace-guard-{id(app)}"
-            )
-            _waiting.add(app)
-    except Exception:
-        pass
+    """Wrap the app's ``send_task_message``, now if Celery has built it, else when it does."""
+    _install(app)
 
 
 def guard_finalized_app(app: Any) -> None:
@@ -237,20 +236,16 @@ def guard_finalized_app(app: Any) -> None:
 
 
 def unguard_apps() -> None:
-    for amqp, original in list(_guarded.values()):
+    for amqp in list(_guarded):
         try:
+            factory = amqp.__dict__.get("_create_task_sender")
+            if getattr(factory, "infratrace_guard", False):
+                del amqp._create_task_sender
             current = amqp.__dict__.get("send_task_message")
-            if getattr(current, "__wrapped__", None) is original:
-                amqp.send_task_message = original
+            if getattr(current, "infratrace_guard", False):
+                amqp.send_task_message = current.__wrapped__
         except Exception:
             pass
-    for app in list(_waiting):
-        try:
-            app.on_after_configure.disconnect(sender=app, dispatch_uid=f"infratrace-guard-{id(app)}")
-        except Exception:
-            pass
-    _waiting.clear()
     _guarded.clear()
     _pending.clear()
     _task_propagates.clear()
-    _publish_info.clear()
