@@ -13,6 +13,7 @@ from django.dispatch import Signal
 from django.test import AsyncClient, Client, override_settings
 from infratrace_django import name_signal
 
+import infratrace
 from tests.conftest import SpanFile
 
 from .project import views
@@ -171,3 +172,23 @@ def test_weak_receivers_and_disconnect_still_work(spans_of: SpanFile) -> None:
     assert calls == [1]
     # a signal that is no module's attribute (and not named with name_signal)
     assert [s["name"] for s in spans_of.spans()] == ["event:Signal"]
+
+
+def test_setting_changed_is_not_traced_by_default(spans_of: SpanFile) -> None:
+    # override_settings sends setting_changed twice per use: in a test suite it would
+    # make most of the spans.
+    seen: list[str] = []
+
+    def on_change(sender: Any, setting: str = "", **kwargs: Any) -> None:
+        seen.append(setting)
+
+    from django.core.signals import setting_changed
+
+    setting_changed.connect(on_change)
+    try:
+        with infratrace.begin("test"), override_settings(SOME_FLAG=True):
+            pass
+    finally:
+        setting_changed.disconnect(on_change)
+    assert seen == ["SOME_FLAG", "SOME_FLAG"]
+    assert not [s for s in spans_of.spans() if s["name"] == "event:setting_changed"]

@@ -18,7 +18,7 @@ __all__ = ["DEFAULT_SIGNAL_DENY", "DjangoOptions", "django_options", "reset_opti
 
 SETTING = "INFRATRACE_DJANGO"
 # Per-instance (model __init__) and per-request noise: one span each would dwarf the rest.
-DEFAULT_SIGNAL_DENY = ("pre_init", "post_init", "request_started", "request_finished")
+DEFAULT_SIGNAL_DENY = ("pre_init", "post_init", "request_started", "request_finished", "setting_changed")
 DJANGO_KEYS = ("signals", "signal_allow", "signal_deny", "middleware_timings")
 
 
