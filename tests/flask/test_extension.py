@@ -532,3 +532,27 @@ def test_query_strings_recorded_with_sensitive_values_redacted(spans: SpansFn, m
     assert app.test_client().get("/q?token=t&x=1&client_secret=s").status_code == 200
     attrs = spans().one("http:GET /q")["attributes"]
     assert attrs["url.query"] == "token=[REDACTED]&x=1&client_secret=[REDACTED]"
+
+
+def test_error_pages_end_their_span_without_the_body_being_read(spans: SpansFn, make_app: Callable[..., Flask]) -> None:
+    """Tests that never read an error response's body still get its http: span: a
+    werkzeug error page, abort() and an unhandled exception's 500 are complete after
+    after_request, as a 200 is."""
+    app = make_app()
+
+    @app.get("/forbidden")
+    def forbidden() -> str:
+        abort(403)
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("boom")
+
+    app.testing = False  # a 500 page instead of the exception
+    client = app.test_client()
+    before = infratrace.stats()["ended_count"]
+    statuses = [client.get(path).status_code for path in ("/missing", "/forbidden", "/boom")]  # bodies never read
+    assert statuses == [404, 403, 500]
+    assert infratrace.stats()["ended_count"] - before == 1 + 2 + 2  # http: spans (and web: spans of the views)
+    names = [s["name"] for s in spans().spans if s["name"].startswith("http:")]
+    assert sorted(names) == ["http:GET", "http:GET /boom", "http:GET /forbidden"]

@@ -171,7 +171,12 @@ def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
                     rule = (_cv_request.get().request if _cv_request is not None else _flask_request()).url_rule
                     if rule is not None:
                         trace.set_route(rule.rule)
-                trace.streamed = response.is_streamed
+                # An error page made from an exception (werkzeug's HTTPException pages, a
+                # 500 handler) comes wrapped in an iterator, so it looks streamed; with its
+                # length known it is as complete as any other response.
+                trace.streamed = response.is_streamed and not (
+                    response.status_code >= 400 and response.content_length is not None
+                )
                 options = tracing.options
                 if options.response_hook is not None:
                     options.run_response_hook(trace.span, request._get_current_object(), response)  # type: ignore[attr-defined]
