@@ -129,7 +129,11 @@ def _read_document(source: ConfigSource) -> tuple[Mapping[str, Any], str]:
         if not env:
             return {}, "<defaults>"
         source = Path(env)
-        if not source.is_file():
+        try:
+            readable = source.is_file()
+        except (OSError, ValueError):  # a NUL byte, a name too long
+            readable = False
+        if not readable:
             raise ConfigError(ENV_CONFIG, env, "expected the path of a readable TOML file", "environment")
     if isinstance(source, Mapping):
         return source, "<mapping>"
@@ -139,6 +143,8 @@ def _read_document(source: ConfigSource) -> tuple[Mapping[str, Any], str]:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError("<file>", str(path), f"cannot be read ({exc.strerror or exc})") from None
+        except (ValueError, UnicodeDecodeError) as exc:  # a NUL byte in the name; not UTF-8 text
+            raise ConfigError("<file>", str(path), f"cannot be read ({exc})") from None
         return _parse_toml(text, str(path)), str(path)
     if isinstance(source, str):
         return _parse_toml(source, "<string>"), "<string>"
@@ -159,8 +165,9 @@ def _parse_toml(text: str, source: str) -> Mapping[str, Any]:
 def load_config(source: ConfigSource = None) -> Config:
     """Read and validate a configuration: a TOML file path, a TOML string, a parsed
     mapping (``{"trace": {...}, "infratrace": {...}}``), or — with ``None`` — the file
-    named by ``$INFRATRACE_CONFIG`` (defaults when unset). Keys outside ``[trace]`` and
-    ``[infratrace]`` are ignored, so an application's own config file can be used."""
+    named by ``$INFRATRACE_CONFIG`` (defaults when unset). Keys outside ``[trace]``,
+    ``[infratrace]`` and ``[limits]`` are ignored, so an application's own config file
+    can be used."""
     document, origin = _read_document(source)
     try:
         return _build(document, origin)
