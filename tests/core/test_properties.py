@@ -133,7 +133,7 @@ attribute_values = st.recursive(
 
 
 def _plain(value: Any) -> bool:
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         return True
     if isinstance(value, int):
         return -(2**63) <= value < 2**63
