@@ -50,7 +50,6 @@ def test_pool_workers_write_every_span(spans_dir: Path, method: str):
         pool.join()
     spans = _written(spans_dir)
     assert len(spans) == 40 * SPANS_PER_TASK
-    assert len({s["resource"]["process.pid"] for s in spans}) >= 2  # several workers wrote
     assert os.getpid() not in {s["resource"]["process.pid"] for s in spans}
 
 
