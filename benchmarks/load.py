@@ -9,6 +9,8 @@ Servers (``--servers``, comma-separated; default all):
 
 - ``flask-gunicorn``: the Flask app on ``gunicorn -k sync -w 1``;
 - ``flask-gunicorn-2``: the same with ``-w 2``;
+- ``flask-gunicorn-2-preload``: the same with ``--preload`` (the app and infratrace loaded
+  in the master, the workers forked from it);
 - ``starlette-uvicorn``: the Starlette app on ``uvicorn`` (one process);
 - ``django-gunicorn``: the Django app (WSGI) on ``gunicorn -k sync -w 1``;
 - ``django-uvicorn``: the Django app (ASGI) on ``uvicorn``.
@@ -26,7 +28,9 @@ writes what it holds). Reported per server and variant, as the median over round
 the ratio to bare *within the round*: requests/s, p50, p99 and p99.9 latency; and the
 added cost per request (``1/throughput − 1/bare throughput``) as a ratio to
 OpenTelemetry's added cost. infratrace's output is checked: the lines written per
-request served.
+request served, and requests served − ``http:`` spans written (0, give or take the few
+requests wrk cuts off when it stops). The workers' resident memory is read before each
+round: it must level off.
 
 ``--strace`` adds, after the timed rounds, one untimed run per infratrace and
 OpenTelemetry variant under ``strace -f -c -e trace=futex`` attached to the worker
@@ -72,6 +76,8 @@ SERVERS: dict[str, tuple[str, list[str]]] = {
     # name: (app attribute of load_apps, command before the app)
     "flask-gunicorn": ("flask_app", ["gunicorn", "-k", "sync", "-w", "1"]),
     "flask-gunicorn-2": ("flask_app", ["gunicorn", "-k", "sync", "-w", "2"]),
+    # the app (and infratrace) loaded in the master before the workers fork
+    "flask-gunicorn-2-preload": ("flask_app", ["gunicorn", "-k", "sync", "-w", "2", "--preload"]),
     "starlette-uvicorn": ("starlette_app", ["uvicorn"]),
     "django-gunicorn": ("django_wsgi", ["gunicorn", "-k", "sync", "-w", "1"]),
     "django-uvicorn": ("django_asgi", ["uvicorn"]),
@@ -258,6 +264,7 @@ class Running:
     work: Path
     pids: list[int]
     requests: int = 0
+    rss: list[float] = field(default_factory=list)  # MB, before each measured slice
 
 
 def start_variant(server: str, variant: str, root: Path, receiver: Receiver, base_tree: Path | None) -> Running:
@@ -267,7 +274,21 @@ def start_variant(server: str, variant: str, root: Path, receiver: Receiver, bas
     return Running(variant, proc, port, work, worker_pids(proc, server))
 
 
+def resident_mb(pids: Sequence[int]) -> float:
+    """The worker processes' resident memory, in MB."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1024
+
+
 def measure(run: Running, duration: float, script: Path) -> Result:
+    run.rss.append(resident_mb(run.pids))
     cpu0, sw0 = process_figures(run.pids)
     result = wrk(run.port, duration, script)
     cpu1, sw1 = process_figures(run.pids)
@@ -293,12 +314,17 @@ def futex_per_request(run: Running, duration: float, script: Path) -> float:
     return (int(match.group(1)) if match else 0) / max(1, result.requests)
 
 
-def lines_written(run: Running) -> int:
+def lines_written(run: Running) -> tuple[int, int]:
+    """Lines in the trace file, and of those the ``http:`` spans (one per request)."""
     spans = run.work / "spans.jsonl"
     if not spans.exists():
-        return 0
+        return 0, 0
+    lines = http = 0
     with spans.open("rb") as f:
-        return sum(1 for _ in f)
+        for line in f:
+            lines += 1
+            http += b'"name":"http:' in line
+    return lines, http
 
 
 # -- the web part ------------------------------------------------------------------------
@@ -313,6 +339,8 @@ class Cell:
     cpu_added: list[float] = field(default_factory=list)
     raw: list[Result] = field(default_factory=list)
     lines_per_request: float = float("nan")
+    http_missing: int = 0  # requests served − http: spans written (wrk does not count what it cuts off at the end)
+    rss: list[float] = field(default_factory=list)
     futex: float = float("nan")
 
 
@@ -354,7 +382,11 @@ def web(args: argparse.Namespace, script: Path, receiver: Receiver) -> None:
                     stop_server(run.proc)
             for v, run in running.items():
                 if v.startswith("infratrace") and v not in EXTRA_VARIANTS:
-                    cells[v].lines_per_request = lines_written(run) / max(1, run.requests + 1)  # + the start-up probe
+                    lines, http = lines_written(run)
+                    served = run.requests + 1  # + the start-up probe
+                    cells[v].lines_per_request = lines / max(1, served)
+                    cells[v].http_missing = served - http
+                cells[v].rss = run.rss
         report(server, variants, cells)
 
 
@@ -391,19 +423,23 @@ def report(server: str, variants: Sequence[str], cells: dict[str, Cell]) -> None
     print()
     print(
         "| variant | req/s ÷ bare | p50 ÷ bare | p99 ÷ bare | p99.9 ÷ bare | added µs/request | added ÷ OTel's added "
-        "| server CPU added µs/request | switches/request | lines/request | futex/request | errors |"
+        "| server CPU added µs/request | switches/request | lines/request (requests − http: spans) | RSS MB, first → last round "
+        "| futex/request | errors |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for v in variants:
         if v == "bare":
             continue
         c = cells[v]
         lines = f"{c.lines_per_request:.2f}" if c.lines_per_request == c.lines_per_request else "—"
+        if c.lines_per_request == c.lines_per_request:
+            lines += f" ({c.http_missing:+d})"
+        rss = f"{c.rss[0]:.0f} → {c.rss[-1]:.0f}" if c.rss else "—"
         fx = f"{c.futex:.3f}" if c.futex == c.futex else "—"
         errors = sum(r.errors for r in c.raw)
         print(f"| {v} | {med(c.rps):.3f} | {med(c.p50):.2f} | {med(c.p99):.2f} | {med(c.p999):.2f} | "
               f"{med(c.added_us):.1f} | {med(c.vs_otel):.3f} | {med(c.cpu_added):.1f} | {med([r.switches for r in c.raw]):.2f} "
-              f"| {lines} | {fx} | {errors} |")  # fmt: skip
+              f"| {lines} | {rss} | {fx} | {errors} |")  # fmt: skip
     print(flush=True)
 
 
