@@ -559,3 +559,36 @@ def test_error_pages_end_their_span_without_the_body_being_read(spans: SpansFn, 
     assert infratrace.stats()["ended_count"] - before == 1 + 2 + 2  # http: spans (and web: spans of the views)
     names = [s["name"] for s in spans().spans if s["name"].startswith("http:")]
     assert sorted(names) == ["http:GET", "http:GET /boom", "http:GET /forbidden"]
+
+
+def test_with_client_and_a_stream_with_context_body_behave_as_without_tracing(
+    spans: SpansFn, make_app: Callable[..., Flask]
+) -> None:
+    """``with client:`` preserves the request context and pops it at the block's end; a
+    ``stream_with_context`` body pushes Flask's contexts again while it is read. Both
+    must happen in the caller's context, or the pop fails (``Token ... was created in a
+    different Context``) and the request context leaks into the caller."""
+    import flask
+
+    app = make_app()
+
+    @app.get("/stream")
+    def stream() -> Response:
+        def chunks() -> Iterator[str]:
+            with infratrace.begin("method:chunk"):
+                yield "a"
+            yield flask.request.args.get("x", "?")
+
+        return app.response_class(stream_with_context(chunks()))
+
+    from flask.testing import FlaskClient
+
+    app.test_client_class = FlaskClient  # Flask's own client, as a test suite uses it
+    client = app.test_client()
+    with client:
+        body = client.get("/stream?x=1").get_data(as_text=True)
+        assert flask.request.path == "/stream"  # preserved, as without tracing
+    assert body == "a1"
+    assert not flask.has_request_context()  # nothing leaked into the caller
+    trace = spans()
+    assert trace.one("method:chunk")["parent_span_id"] == trace.one("http:GET /stream")["span_id"]

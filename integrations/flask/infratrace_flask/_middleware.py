@@ -4,14 +4,17 @@ handed to the server (or the server closed the body), so errors Flask does not c
 and streamed responses are covered.
 
 Each request runs in a copy of the caller's ``contextvars`` context. The ``http:`` span
-is current inside it (so the view's spans are its children), the body is iterated
-inside it again (so a ``stream_with_context`` generator's spans are children too), and
-nothing leaks into the server thread when the call returns with the body unsent."""
+is current inside it (so the view's spans are its children), and nothing leaks into
+the server thread when the call returns with the body unsent. The body is iterated in
+the caller's own context, with the span (and the request's span budget) made current
+for each chunk only: a ``stream_with_context`` generator's spans are children too, and
+the Flask contexts it pushes are pushed and popped in the context the caller pops
+preserved contexts in (``with client:``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextvars import Context, ContextVar, copy_context
+from contextvars import ContextVar, copy_context
 from operator import itemgetter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,6 +23,8 @@ from infratrace.instrumentation import (
     AnySpan,
     SpanBudget,
     WebOptions,
+    attach,
+    detach,
     finish_http_span,
     http_span_name,
     parse_traceparent,
@@ -180,12 +185,9 @@ class TraceMiddleware:
         options = source.options
         if options.excluded_paths and options.excluded(environ.get("PATH_INFO", "")):
             return self.wsgi_app(environ, start_response)
-        context = copy_context()
-        return context.run(self._traced_call, context, options, environ, start_response)
+        return copy_context().run(self._traced_call, options, environ, start_response)
 
-    def _traced_call(
-        self, context: Context, options: WebOptions, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> Iterable[bytes]:
+    def _traced_call(self, options: WebOptions, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # The request's http: span (one function: every Python call here is per request).
         try:
             if options is not self._options:  # first request, or init_app again
@@ -250,7 +252,7 @@ class TraceMiddleware:
             # Keep the server's sendfile() path: wrapping would hide the file.
             trace.finish()
             return body
-        return TracedBody(body, trace, context)
+        return TracedBody(body, trace)
 
     def _use(self, options: WebOptions) -> None:
         """New options: templates made for the old ones (their ``service``) are stale;
@@ -329,39 +331,54 @@ class TracedBody:
     """The response body, passed through chunk by chunk; the ``http:`` span ends when
     it is exhausted, fails, or is closed early (then ``infratrace.response_incomplete``)."""
 
-    __slots__ = ("_body", "_context", "_iterator", "_trace")
+    __slots__ = ("_body", "_iterator", "_trace")
 
-    def __init__(self, body: Iterable[bytes], trace: RequestTrace, context: Context) -> None:
+    def __init__(self, body: Iterable[bytes], trace: RequestTrace) -> None:
         self._body = body
         self._iterator = iter(body)
         self._trace = trace
-        self._context = context
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
+        # In the server's (or test client's) own context, with the request's span made
+        # current for the call: a body that pushes Flask's contexts itself
+        # (stream_with_context) must push and pop them in the context its caller pops
+        # preserved contexts in (``with client:``), not in the request's copied one.
+        trace = self._trace
+        token = attach(trace.span)
+        budget = trace.budget
+        if budget is not None:
+            budget.activate()
         try:
-            return self._context.run(next, self._iterator)
+            return next(self._iterator)
         except StopIteration:
-            self._context.run(self._trace.finish)
+            trace.finish()
             raise
         except BaseException as exc:
-            self._context.run(self._trace.finish, exc)
+            trace.finish(exc)
             raise
+        finally:
+            if budget is not None:
+                budget.deactivate()
+            detach(token)
 
     def close(self) -> None:
         trace = self._trace
+        token = attach(trace.span)
         try:
             close: Callable[[], None] | None = getattr(self._body, "close", None)
             if close is not None:
-                self._context.run(close)
+                close()
         except BaseException as exc:
-            self._context.run(trace.finish, exc)
+            trace.finish(exc)
             raise
+        finally:
+            detach(token)
         if not trace.finished:
             try:
                 trace.span.set_attribute("infratrace.response_incomplete", True)
             except Exception:
                 pass
-            self._context.run(trace.finish)
+            trace.finish()
