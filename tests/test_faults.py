@@ -196,3 +196,44 @@ def test_sigterm_to_a_gunicorn_worker_keeps_every_finished_span(tmp_path: Path) 
     users = [s for s in spans if s["name"] == "http:GET /users/<int:user_id>"]
     assert len(users) == 45
     assert len({s["resource"]["process.pid"] for s in users}) == 2  # both workers wrote theirs
+
+
+KILLED_CHILD = """
+import sys, time, infratrace
+infratrace.configure(sys.argv[1])
+ended = 0
+while True:
+    with infratrace.begin("work"):
+        pass
+    ended += 1
+    if ended % 50 == 0:
+        print(ended, flush=True)
+    time.sleep(0.0005)
+"""
+
+
+def test_kill_9_loses_at_most_what_the_timeout_and_buffer_hold(tmp_path: Path) -> None:
+    """SIGKILL leaves no chance to flush: what is lost is what was ended and not yet
+    written — the spans of the last `timeout`, or half a `buffer` when that fills first,
+    plus the write in progress (at most half a buffer too)."""
+    path = tmp_path / "k.jsonl"
+    config = tmp_path / "k.toml"
+    config.write_text(
+        f'[trace]\ndriver = "file"\njson = true\ntimeout = "100ms"\nbuffer = 200\n[trace.setting]\noutput = "{path}"\n'
+    )
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(config)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    ended = 0
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:
+        ended = int(child.stdout.readline())
+    child.kill()
+    child.wait(5)
+    rest = child.stdout.read().split()
+    ended = int(rest[-1]) if rest else ended  # the last count it printed before dying
+    written = len(path.read_text().splitlines())
+    assert ended >= 500
+    lost = ended + 50 - written  # it may have ended up to 49 more after its last print
+    # at most half a buffer waiting and half a buffer being written (the timeout, 100 ms,
+    # holds more than that at this rate), and the print step
+    assert 0 <= lost <= 200 + 50, (ended, written)
