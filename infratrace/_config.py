@@ -7,6 +7,7 @@ the value and what is allowed, and no span is ever written under a half-valid co
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 import sys
@@ -190,7 +191,36 @@ def _limits(table: Any) -> Limits:
     return Limits(**values)
 
 
+TOP_LEVEL_TABLES = ("trace", "infratrace", "limits")
+
+
+def _misspelt_tables(document: Mapping[str, Any]) -> None:
+    """Other tables are the application's own and are ignored, but one whose name is
+    a near miss of ours (``[tracing]``, ``[limit]``) is a mistake that would otherwise
+    leave tracing on its defaults without a word."""
+    for key, value in document.items():
+        if key in TOP_LEVEL_TABLES or not isinstance(key, str) or not _looks_like_ours(value):
+            continue
+        match = difflib.get_close_matches(key.lower(), TOP_LEVEL_TABLES, n=1, cutoff=0.6)
+        if match:
+            raise ConfigError(key, value, f"unknown table; did you mean [{match[0]}]?")
+
+
+_OUR_KEYS = frozenset(CONNECTION_KEYS) | frozenset(RESOURCE_KEYS) | frozenset(LIMIT_KEYS)
+
+
+def _looks_like_ours(value: Any, depth: int = 0) -> bool:
+    """A table with keys of ours (``driver``, ``sample``, ``project``…), itself or in
+    a sub-table: an application's own ``[tracker]`` table is left alone."""
+    if not isinstance(value, Mapping):
+        return False
+    if any(key in _OUR_KEYS for key in value):
+        return True
+    return depth < 1 and any(_looks_like_ours(sub, depth + 1) for sub in value.values())
+
+
 def _build(document: Mapping[str, Any], origin: str) -> Config:
+    _misspelt_tables(document)
     resource = _resource(document.get("infratrace"), origin)
     limits = _limits(document.get("limits"))
     trace = document.get("trace")

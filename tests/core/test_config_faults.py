@@ -155,3 +155,23 @@ def test_end_with_a_code_keeps_a_status_set_before():
     span.set_status("ok")
     span.end(code=503)
     assert (span.status, span.status_code) == ("ok", 503)
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "suggestion"),
+    [
+        ('[tracing.console]\ndriver = "default"', "tracing", "[trace]"),
+        ("[Trace]\nsample = 1", "Trace", "[trace]"),
+        ("[limit]\nattributes = 3", "limit", "[limits]"),
+        ('[infra_trace]\nproject = "x"', "infra_trace", "[infratrace]"),
+    ],
+)
+def test_a_misspelt_table_of_ours_is_named_with_a_suggestion(toml: str, key: str, suggestion: str):
+    with pytest.raises(ConfigError) as info:
+        load_config(toml)
+    assert info.value.key == key and f"did you mean {suggestion}?" in str(info.value)
+
+
+def test_the_applications_own_tables_are_left_alone():
+    config = load_config('[tool.poetry]\nname = "shop"\n[tracker]\nurl = "x"\n[app]\ndebug = true\n[trace]\njson = true')
+    assert config.connections[0].json
