@@ -6,6 +6,8 @@ before any span is written); everything on the span path is swallowed and counte
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["ConfigError", "InfratraceError", "MissingExtraError"]
@@ -19,7 +21,8 @@ class ConfigError(InfratraceError, ValueError):
     """A configuration value is invalid.
 
     The message names the source (file or ``<string>``/``<mapping>``), the dotted key
-    path (``trace.greptime.sample.rules[1].sample``), the bad value and what is allowed.
+    path (``trace.greptime.sample.rules[1].sample``), the bad value in TOML syntax and
+    what is allowed.
     """
 
     def __init__(self, key: str, value: Any, expected: str, source: str | None = None) -> None:
@@ -31,7 +34,7 @@ class ConfigError(InfratraceError, ValueError):
 
     def _message(self) -> str:
         where = f"{self.source}: " if self.source else ""
-        return f"{where}{self.key} = {self.value!r} is invalid: {self.expected}"
+        return f"{where}{self.key} = {toml_text(self.value)} is invalid: {self.expected}"
 
     def with_source(self, source: str) -> ConfigError:
         """Return the same error, naming the file or origin it came from."""
@@ -39,6 +42,40 @@ class ConfigError(InfratraceError, ValueError):
             self.source = source
             self.args = (self._message(),)
         return self
+
+
+def toml_text(value: Any, depth: int = 0) -> str:
+    """``value`` as it would be written in TOML (``true``, ``"text"``, ``[1, 2]``,
+    ``{ a = 1 }``), so an error shows what the user wrote; anything TOML has no syntax
+    for (``None``, objects) as its Python ``repr``."""
+    if depth > 4:
+        return "…"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        if value in (float("inf"), float("-inf")):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_text(item, depth + 1) for item in value) + "]"
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{_toml_key(key)} = {toml_text(item, depth + 1)}" for key, item in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def _toml_key(key: Any) -> str:
+    text = str(key)
+    return text if text and all(c.isalnum() or c in "-_" for c in text) and text.isascii() else json.dumps(text)
 
 
 class MissingExtraError(ConfigError):

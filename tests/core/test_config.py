@@ -183,7 +183,7 @@ def test_error_names_the_file(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[trace]\ntimeout = "later"\n')
     message = str(_error(str(path)))
-    assert message.startswith(f"{path}: trace.timeout = 'later'")
+    assert message.startswith(f'{path}: trace.timeout = "later"')
 
 
 def test_invalid_toml_and_missing_file(tmp_path):

@@ -17,6 +17,7 @@ import pytest
 
 import infratrace
 from infratrace import ConfigError, ConnectionConfig, _registry, load_config, register_driver
+from infratrace._errors import toml_text
 from infratrace._settings import (
     NoSettings,
     markdown_table,
@@ -136,7 +137,7 @@ def test_load_config_rejects_a_bad_file_size_naming_source_key_value_and_what_is
         load_config(path)
     error = info.value
     assert (error.key, error.value, error.source) == ("trace.f.setting.maxsize", "huge", str(path))
-    assert str(error) == f"{path}: trace.f.setting.maxsize = 'huge' is invalid: expected {SIZE_HELP}"
+    assert str(error) == f'{path}: trace.f.setting.maxsize = "huge" is invalid: expected {SIZE_HELP}'
     with pytest.raises(ConfigError) as again:
         infratrace.configure(path)
     assert str(again.value) == str(error)
@@ -214,7 +215,7 @@ def test_a_key_and_its_alias_together_are_an_error() -> None:
 def test_a_wrong_value_of_each_kind(driver: str, line: str, key: str, value: Any, expected: str) -> None:
     error = load_error(f'[trace.c]\ndriver = "{driver}"\n[trace.c.setting]\n{line}')
     assert (error.key, error.value, error.expected) == (f"trace.c.setting.{key}", value, expected)
-    assert str(error) == f"<string>: trace.c.setting.{key} = {value!r} is invalid: {expected}"
+    assert str(error) == f"<string>: trace.c.setting.{key} = {toml_text(value)} is invalid: {expected}"
 
 
 def test_file_validate_rejects_an_empty_output_under_the_name_written() -> None:
@@ -437,7 +438,7 @@ def test_a_factory_registered_without_the_schema_still_gets_the_checks(registere
     assert config.connections[0].settings == {"maxsize": "huge"}  # load_config cannot know
     with pytest.raises(ConfigError) as info:
         infratrace.get_hook().configure(config)
-    assert str(info.value) == f"<string>: trace.w.setting.maxsize = 'huge' is invalid: expected {SIZE_HELP}"
+    assert str(info.value) == f'<string>: trace.w.setting.maxsize = "huge" is invalid: expected {SIZE_HELP}'
 
 
 def test_load_config_imports_no_optional_dependency() -> None:
@@ -463,7 +464,7 @@ def test_check_rejects_a_bad_file_with_the_same_message_and_creates_nothing(
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"invalid: {load_error_from(path)}\n"
-    assert f"{path}: trace.f.setting.maxsize = 'huge' is invalid: expected a size" in err
+    assert f'{path}: trace.f.setting.maxsize = "huge" is invalid: expected a size' in err
     assert not logs.exists()
 
 
@@ -480,7 +481,7 @@ def test_check_reports_an_unknown_driver(tmp_path: Path, capsys: pytest.CaptureF
     path = tmp_path / "bad.toml"
     path.write_text('[trace.x]\ndriver = "nope"\n')
     assert cli_main(["check", str(path)]) == 1
-    assert f"invalid: {path}: trace.x.driver = 'nope' is invalid: unknown driver; available: " in capsys.readouterr().err
+    assert f'invalid: {path}: trace.x.driver = "nope" is invalid: unknown driver; available: ' in capsys.readouterr().err
 
 
 def load_error_from(path: Path) -> ConfigError:
