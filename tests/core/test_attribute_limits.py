@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 import pytest
 
 import infratrace
-from infratrace import ConfigError, load_config
 
 
 @pytest.fixture
@@ -105,17 +104,6 @@ def test_hostile_values_cost_nothing_but_themselves(jsonl):
     assert len(hostile["long_list"]) == 1000
     conn = infratrace.stats()["connections"]["default"]
     assert conn["written_count"] == 42 and conn["dropped_count"] == 0
-
-
-@pytest.mark.parametrize(
-    ("table", "key"),
-    [("[limits]\nattributes = 0", "limits.attributes"), ('[limits]\nvalue_length = "big"', "limits.value_length"),
-     ("[limits]\nitems = 3", "limits.items"), ('limits = "x"', "limits")],
-)  # fmt: skip
-def test_bad_limits_are_named(table: str, key: str):
-    with pytest.raises(ConfigError) as info:
-        load_config(table)
-    assert info.value.key == key
 
 
 class Picky:

@@ -167,8 +167,31 @@ def _error(source) -> ConfigError:
         ('[trace.f]\ndriver = "file"\n[trace.f.setting]\ncompress = "yes"', "trace.f.setting.compress", ["true or false"]),
         ('[trace.f]\ndriver = "file"\n[trace.f.setting]\noutptu = "x"', "trace.f.setting.outptu", ["unknown key", "output"]),
         ('[trace.c]\ndriver = "default"\n[trace.c.setting]\ncolor = true', "trace.c.setting.color", ["unknown key"]),
+        # sampling per trace, overflow
+        ('[trace]\noverflow = "later"', "trace.overflow", ['"sync", "sample", "drop"']),
+        ('[trace.sample]\nslow = "soon"', "trace.sample.slow", ["duration"]),
+        ('[trace.sample]\nparent = "obey"', "trace.sample.parent", ['"honor"']),
+        ("[trace.sample]\npending_spans = 0", "trace.sample.pending_spans", [">= 1"]),
+        ("[trace.sample]\nsalt = 7", "trace.sample.salt", ["string"]),
+        # limits
+        ("[limits]\nattributes = 0", "limits.attributes", [">= 1"]),
+        ('[limits]\nvalue_length = "big"', "limits.value_length", ["whole number"]),
+        ("[limits]\nitems = 3", "limits.items", ["unknown key"]),
+        ('limits = "x"', "limits", ["table"]),
+        # OTLP headers and endpoint cannot smuggle lines
+        ('[trace]\ndriver = "otlp"\n[trace.setting]\nheaders = { authorization = "Bearer x\\r\\nX-Injected: 1" }',
+         "trace.setting.headers.authorization", ["control"]),
+        ('[trace]\ndriver = "otlp"\n[trace.setting]\nheaders = { a = "x\\u0000" }', "trace.setting.headers.a", ["control"]),
+        ('[trace]\ndriver = "otlp"\n[trace.setting]\nheaders = { "a b" = "x" }', "trace.setting.headers.a b", ["header name"]),
+        ('[trace]\ndriver = "otlp"\n[trace.setting]\nendpoint = "http://127.0.0.1:4318/v1\\r\\nX: 1"',
+         "trace.setting.endpoint", ["http://"]),
+        # a misspelt table of ours
+        ('[tracing.console]\ndriver = "default"', "tracing", ["did you mean [trace]?"]),
+        ("[Trace]\nsample = 1", "Trace", ["did you mean [trace]?"]),
+        ("[limit]\nattributes = 3", "limit", ["did you mean [limits]?"]),
+        ('[infra_trace]\nproject = "x"', "infra_trace", ["did you mean [infratrace]?"]),
     ],
-)
+)  # fmt: skip
 def test_bad_config_names_key_value_and_what_is_allowed(toml, key, words):
     error = _error(toml)
     message = str(error)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import pytest
 
 import infratrace
-from infratrace import ConfigError, load_config, register_driver
+from infratrace import load_config, register_driver
 from infratrace._sampling import hash01
 from infratrace.instrumentation import format_traceparent, parse_traceparent
 
@@ -282,19 +282,3 @@ def test_a_burst_to_a_local_file_writes_every_span(tmp_path):
     assert stats["sync_fallback_count"] == conn["sync_fallback_count"]
     with path.open("rb") as f:
         assert sum(1 for _ in f) == 100_000
-
-
-@pytest.mark.parametrize(
-    ("table", "key", "expected"),
-    [
-        ('overflow = "later"', "trace.overflow", '"sync", "sample", "drop"'),
-        ('[trace.sample]\nslow = "soon"', "trace.sample.slow", "duration"),
-        ('[trace.sample]\nparent = "obey"', "trace.sample.parent", '"honor"'),
-        ("[trace.sample]\npending_spans = 0", "trace.sample.pending_spans", ">= 1"),
-        ("[trace.sample]\nsalt = 7", "trace.sample.salt", "string"),
-    ],
-)
-def test_bad_sampling_keys_are_named(table: str, key: str, expected: str):
-    with pytest.raises(ConfigError) as info:
-        load_config(f'[trace]\ndriver = "keep"\n{table}\n')
-    assert key in str(info.value) and expected in str(info.value)
