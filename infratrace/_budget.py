@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-__all__ = ["SpanBudget", "active_budget", "dropped_total", "span_budget"]
+__all__ = ["SpanBudget", "active_budget", "count_of", "dropped_total", "span_budget"]
 
 _active: ContextVar[SpanBudget | None] = ContextVar("infratrace_span_budget", default=None)
 _dropped_total = itertools.count()  # next() is atomic under the GIL
@@ -64,10 +64,15 @@ def active_budget() -> SpanBudget | None:
     return _active.get()
 
 
+def count_of(counter: itertools.count[int]) -> int:
+    """The value of an ``itertools.count`` (a counter whose ``next()`` is atomic under
+    the GIL), without advancing it: it has no peek, so read its repr, ``count(N)``."""
+    return int(repr(counter)[6:-1])
+
+
 def dropped_total() -> int:
     """How many spans all budgets have refused in this process."""
-    # itertools.count has no peek: read its repr ("count(N)").
-    return int(repr(_dropped_total)[6:-1])
+    return count_of(_dropped_total)
 
 
 @contextmanager

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._budget import count_of
 from ._config import Config, ConnectionConfig
 from ._registry import Driver
 from ._sampling import LocalTrace, Sampler
@@ -51,11 +52,6 @@ def dynamic_factor(load: float) -> float:
 
 FACTOR_STEPS = (0.1, 0.2, 0.5, 1.0)
 FACTOR_RECOVERY = 1.0  # seconds below a threshold before the factor rises one step
-
-
-def _count_value(counter: itertools.count[int]) -> int:
-    # itertools.count has no peek: its repr is "count(N)".
-    return int(repr(counter)[6:-1])
 
 
 class ConnectionRunner:
@@ -150,10 +146,7 @@ class ConnectionRunner:
             encode = self._encode
             item = data if encode is None else encode(data)
         except Exception as exc:  # a span this driver cannot encode: it alone is lost
-            with self._write_lock:
-                self.dropped_failed += 1
-                self.encode_errors += 1
-                self._failed(exc, 1)
+            self.fail(exc, encoding=True)
             return
         overflow: list[Any] | None = None
         wake = False
@@ -182,10 +175,12 @@ class ConnectionRunner:
         elif wake:
             self._wake.set()
 
-    def fail(self, exc: BaseException) -> None:
-        """A span that could not be snapshotted: counted as lost on this connection."""
+    def fail(self, exc: BaseException, *, encoding: bool = False) -> None:
+        """One span lost on this connection: it could not be snapshotted, or (with
+        ``encoding``) its driver could not encode it."""
         with self._write_lock:
             self.dropped_failed += 1
+            self.encode_errors += encoding
             self._failed(exc, 1)
 
     # -- writing --------------------------------------------------------------------
@@ -368,7 +363,7 @@ class Pipeline:
         ):
             if (flags is None or flags == 1) and not tracestate:
                 return self._kept_by_all
-            return LocalTrace(self, self._all, 0, 1 if flags is None else flags | 1, tracestate, span._sid)
+            return LocalTrace.kept(self, self._all, flags, tracestate, span._sid)
         keep = tail = 0
         bit = 1
         try:
@@ -403,12 +398,11 @@ class Pipeline:
                 runner.fail(exc)
             return
         trace = span._ctx
-        if trace.__class__ is not LocalTrace or trace.owner is not self:
+        if not isinstance(trace, LocalTrace) or trace.owner is not self:
             # Begun under another configuration: kept, so no trace loses its middle.
             for runner in self.runners:
                 runner.offer(data)
             return
-        assert isinstance(trace, LocalTrace)
         if data.status == "error":
             trace.error = True
         keep, tail = trace.keep, trace.tail
@@ -434,13 +428,10 @@ class Pipeline:
         end (at most ``pending_spans`` of a trace; the root always counts). At the
         root's end, decide (``error``, ``slow``): hand everything held over, or count
         it out."""
-        held: list[SpanData] = []
         with self._tail_lock:
             tail = trace.tail
-            if tail != waiting:  # decided meanwhile (the root ended on another thread)
-                late = True
-            elif not is_root:
-                late = False
+            decided = tail != waiting  # meanwhile: the root ended on another thread
+            if not decided and not is_root:
                 pending = trace.pending
                 if pending is None:
                     pending = trace.pending = []
@@ -460,12 +451,11 @@ class Pipeline:
                 if appended:
                     pending.append(data)
                 return
-            else:
-                late = False
-                held = trace.pending or held
+            if not decided:  # the root: take what is held, and decide
+                held = trace.pending or []
                 trace.tail = 0
                 trace.pending = None
-        if late:
+        if decided:
             self._follow(trace, data, waiting)
             return
         bit = 1
@@ -531,8 +521,8 @@ class Pipeline:
     # -- figures --------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         connections = {runner.name: runner.stats() for runner in self.runners}
-        dropped_closed = _count_value(self._dropped_closed)
-        ended = _count_value(self._ended)
+        dropped_closed = count_of(self._dropped_closed)
+        ended = count_of(self._ended)
         return {
             "queue_len": sum(r.queued for r in self.runners),
             "queue_cap": sum(r.capacity for r in self.runners),

@@ -17,6 +17,7 @@ decided alone when it ends (:meth:`Sampler.keep_span`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from fnmatch import translate
@@ -51,10 +52,7 @@ def salt_value(text: str) -> int:
     """The 64-bit salt for ``salt = "..."``; a random one per process when empty."""
     if not text:
         return int.from_bytes(os.urandom(8), "big")
-    value = 0
-    for byte in text.encode("utf-8"):
-        value = _mix64((value ^ byte) * 0x100000001B3 & _MASK64)
-    return value
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
 @lru_cache(maxsize=1024)
@@ -98,6 +96,12 @@ class LocalTrace:
         self.root = root  # the local root's span id
         self.error = False
         self.pending: list[SpanData] | None = None
+
+    @classmethod
+    def kept(cls, owner: object, keep: int, flags: int | None, tracestate: str, root: int) -> LocalTrace:
+        """A trace the ``keep`` connections keep (no tail decision): sampled, with a
+        remote parent's other flags kept."""
+        return cls(owner, keep, 0, 1 if flags is None else flags | 1, tracestate, root)
 
     def __repr__(self) -> str:
         return f"LocalTrace(keep={self.keep:b}, tail={self.tail:b}, flags={self.flags:02x}, error={self.error})"
@@ -146,25 +150,20 @@ class Sampler:
         new trace). The dynamic ``factor`` scales the ratio, never a parent's flag."""
         if remote_flags is not None and self.honor_parent:
             return bool(remote_flags & 1)
-        ratio = (self.ratio_for(name, attributes) if self.rules else self.rate) * factor
-        if ratio >= 1.0:
-            return True
-        if ratio <= 0.0:
-            return False
-        return hash01(trace_id, self.salt) < ratio
+        ratio = self.ratio_for(name, attributes) * factor
+        # ≥ 1 keeps and ≤ 0 drops without hashing; between, the salted hash decides.
+        return ratio >= 1.0 or (ratio > 0.0 and hash01(trace_id, self.salt) < ratio)
 
-    def keep_span(self, span: SpanData, factor: float = 1.0) -> bool:
+    def keep_span(self, span: SpanData) -> bool:
         """``key = "span_id"`` / ``"trace_span"``: each span decided alone."""
         if self.keep_errors and span.status == "error":
             return True
-        ratio = (self.ratio_for(span.name, span.attributes) if self.rules else self.rate) * factor
-        if ratio >= 1.0:
-            return True
-        if ratio <= 0.0:
-            return False
+        ratio = self.ratio_for(span.name, span.attributes)
+        return ratio >= 1.0 or (ratio > 0.0 and hash01(self._span_key(span), self.salt) < ratio)
+
+    def _span_key(self, span: SpanData) -> int:
         span_id = int(span.span_id, 16)
-        value = span_id if self.key == "span_id" else int(span.trace_id, 16) ^ (span_id * 0x9E3779B97F4A7C15)
-        return hash01(value, self.salt) < ratio
+        return span_id if self.key == "span_id" else int(span.trace_id, 16) ^ (span_id * 0x9E3779B97F4A7C15)
 
     def tail_keeps(self, trace: LocalTrace, root: SpanData) -> bool:
         """At the local root's end: keep a trace held for a tail decision?"""

@@ -159,7 +159,7 @@ class SpanSink(Protocol):
 
 class _Discard:
     def local_root(self, span: Span, flags: int | None, tracestate: str) -> LocalTrace:
-        return LocalTrace(None, -1, 0, 1 if flags is None else flags | 1, tracestate, span._sid)
+        return LocalTrace.kept(None, -1, flags, tracestate, span._sid)
 
     def append(self, span: Span) -> None:
         pass

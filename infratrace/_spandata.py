@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._budget import count_of
 from ._json import Raw, encode_json
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ def set_limits(attributes: int, value_length: int, list_items: int) -> None:
 
 def truncated_total() -> int:
     """How many attribute values the limits have cut or dropped in this process."""
-    return int(repr(_truncated)[6:-1])  # itertools.count has no peek: "count(N)"
+    return count_of(_truncated)
 
 
 def safe_attributes(attributes: Any) -> dict[str, AttributeValue]:

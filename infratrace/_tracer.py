@@ -265,8 +265,6 @@ class Tracer:
                     self.configure(load_config(None))
                 return self._pipeline
         except Exception as exc:
-            import sys
-
             print(f"infratrace: could not configure tracing, span dropped: {exc}", file=sys.stderr)
             return None
 
@@ -275,7 +273,7 @@ class Tracer:
         pipeline = self._configured()
         if pipeline is not None:
             return pipeline.local_root(span, flags, tracestate)
-        return LocalTrace(None, -1, 0, 1 if flags is None else flags | 1, tracestate, span._sid)
+        return LocalTrace.kept(None, -1, flags, tracestate, span._sid)
 
     def append(self, span: Span) -> None:
         """The sink until the tracer is configured: the first span configures it and
@@ -332,8 +330,6 @@ class Tracer:
             try:
                 self.configure(config)
             except Exception as exc:
-                import sys
-
                 print(f"infratrace: could not restart tracing after fork: {exc}", file=sys.stderr)
 
 
@@ -358,6 +354,8 @@ def _empty_stats() -> dict[str, Any]:
         "sampled_out_count": 0,
         "written_count": 0,
         "dynamic_sample_factor": 1.0,
+        "tail_pending_count": 0,
+        "tail_overflow_count": 0,
         "connections": {},
     }
 
