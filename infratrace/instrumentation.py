@@ -33,11 +33,13 @@ from ._propagation import extract, format_traceparent, inject, parse_traceparent
 from ._span import AnySpan, NonRecordingSpan, Parent, Span, SpanContext, _current, attach, current_span, detach
 from ._tracer import trace_attrs
 from ._web import (
+    DEFAULT_SENSITIVE_QUERY_KEYS,
     KNOWN_METHODS,
     WebOptions,
     finish_http_span,
     http_span_name,
     normalize_method,
+    redact_query,
     report_budget,
     request_attributes,
     set_route,
@@ -45,6 +47,7 @@ from ._web import (
 )
 
 __all__ = [
+    "DEFAULT_SENSITIVE_QUERY_KEYS",
     "KNOWN_METHODS",
     "AnySpan",
     "NonRecordingSpan",
@@ -65,6 +68,7 @@ __all__ = [
     "normalize_method",
     "now_ns",
     "parse_traceparent",
+    "redact_query",
     "report_budget",
     "request_attributes",
     "set_current_span",
