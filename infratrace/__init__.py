@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import _tracer
+from . import _tracer, baggage
 from ._budget import SpanBudget, span_budget
 from ._config import Config, ConfigSource, ConnectionConfig, SampleConfig, SampleRule, load_config
 from ._decorators import method, service, traced, trigger
 from ._errors import ConfigError, InfratraceError, MissingExtraError
 from ._fields import DEFAULT_FIELDS
-from ._propagation import extract, format_traceparent, inject, parse_traceparent
+from ._propagation import extract, extract_baggage, format_traceparent, inject, parse_traceparent
 from ._registry import Driver, DriverFactory, available_drivers, register_driver
 from ._span import KINDS, NonRecordingSpan, Span, SpanContext, attach, detach
 from ._spandata import Event, Resource, SpanData
@@ -53,11 +53,13 @@ __all__ = [
     "__version__",
     "attach",
     "available_drivers",
+    "baggage",
     "begin",
     "configure",
     "current_span",
     "detach",
     "extract",
+    "extract_baggage",
     "force_flush",
     "format_traceparent",
     "get_hook",

@@ -12,10 +12,11 @@ import os
 import socket
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
+from ._environment import PROPAGATOR_NAMES, Environment, read_environment
 from ._errors import ConfigError
 from ._fields import FIELD_HELP, field_getter, format_placeholders
 from ._registry import driver_settings_schema
@@ -119,6 +120,8 @@ class Config:
     resource: Mapping[str, Any]
     source: str
     limits: Limits = field(default_factory=Limits)
+    enabled: bool = True  # False: INFRATRACE_DISABLED / OTEL_SDK_DISABLED — no spans at all
+    propagators: tuple[str, ...] = PROPAGATOR_NAMES  # which of traceparent/tracestate and baggage travel
 
 
 # -- loading ------------------------------------------------------------------------
@@ -168,7 +171,8 @@ def load_config(source: ConfigSource = None) -> Config:
     mapping (``{"trace": {...}, "infratrace": {...}}``), or — with ``None`` — the file
     named by ``$INFRATRACE_CONFIG`` (defaults when unset). Keys outside ``[trace]``,
     ``[infratrace]`` and ``[limits]`` are ignored, so an application's own config file
-    can be used."""
+    can be used. The environment variables of :mod:`infratrace._environment` are
+    applied here too."""
     document, origin = _read_document(source)
     try:
         return _build(document, origin)
@@ -221,7 +225,8 @@ def _looks_like_ours(value: Any, depth: int = 0) -> bool:
 
 def _build(document: Mapping[str, Any], origin: str) -> Config:
     _misspelt_tables(document)
-    resource = _resource(document.get("infratrace"), origin)
+    env = read_environment()
+    resource = _resource(document.get("infratrace"), env)
     limits = _limits(document.get("limits"))
     trace = document.get("trace")
     if trace is None:
@@ -250,13 +255,15 @@ def _build(document: Mapping[str, Any], origin: str) -> Config:
                 "keys directly under [trace] already form the connection named 'default'; "
                 "move them into [trace.default] or rename the table",
             )
-        connections.append(_connection("default", top, "trace", origin, resource))
+        connections.append(_connection("default", top, "trace", origin, resource, env))
     for name, table in named.items():
-        connections.append(_connection(name, table, f"trace.{name}", origin, resource))
-    return Config(tuple(connections), resource, origin, limits)
+        connections.append(_connection(name, table, f"trace.{name}", origin, resource, env))
+    return Config(tuple(connections), resource, origin, limits, enabled=not env.disabled, propagators=env.propagators)
 
 
-def _connection(name: str, table: Mapping[str, Any], prefix: str, origin: str, resource: Mapping[str, Any]) -> ConnectionConfig:
+def _connection(
+    name: str, table: Mapping[str, Any], prefix: str, origin: str, resource: Mapping[str, Any], env: Environment
+) -> ConnectionConfig:
     for key in table:
         if key not in CONNECTION_KEYS:
             raise ConfigError(f"{prefix}.{key}", table[key], "unknown key; valid keys: " + ", ".join(CONNECTION_KEYS))
@@ -300,13 +307,23 @@ def _connection(name: str, table: Mapping[str, Any], prefix: str, origin: str, r
         buffer=buffer,
         timeout=timeout,
         overflow=overflow,
-        sample=_sample(table.get("sample", 1.0), f"{prefix}.sample"),
+        sample=_environment_sample(_sample(table.get("sample", env.default_sample or 1.0), f"{prefix}.sample"), env),
         setting=dict(setting),
         resource=resource,
         source=origin,
         path=prefix,
         settings=settings,
     )
+
+
+def _environment_sample(sample: SampleConfig, env: Environment) -> SampleConfig:
+    """``INFRATRACE_SAMPLE_RATE`` and ``INFRATRACE_SAMPLE_PARENT`` override every
+    connection's rate and parent mode."""
+    if env.sample_rate is not None:
+        sample = replace(sample, rate=env.sample_rate)
+    if env.sample_parent is not None:
+        sample = replace(sample, parent=env.sample_parent)
+    return sample
 
 
 def _duration(table: Mapping[str, Any], key: str, prefix: str, default: float) -> float:
@@ -414,7 +431,7 @@ def _attr_text(value: Any) -> str:
     return str(value)
 
 
-def _resource(table: Any, origin: str) -> dict[str, Any]:
+def _resource(table: Any, env: Environment) -> dict[str, Any]:
     if table is None:
         table = {}
     if not isinstance(table, Mapping):
@@ -427,13 +444,15 @@ def _resource(table: Any, origin: str) -> dict[str, Any]:
     extra = table.get("attributes", {})
     if not isinstance(extra, Mapping):
         raise ConfigError("infratrace.attributes", extra, "expected a table of resource attributes")
-    service = table.get("service") or os.environ.get("OTEL_SERVICE_NAME", "") or table.get("project") or _program_name()
-    resource: dict[str, Any] = dict(extra)
+    table = {**table, **(env.resource_overrides or {})}
+    otel = env.resource_attributes or {}
+    service = table.get("service") or env.service_name or otel.get("service.name") or table.get("project") or _program_name()
+    resource: dict[str, Any] = {**otel, **extra}
     resource.update(
         {
             "service.name": service,
             "project": table.get("project") or service,
-            "profile": table.get("profile") or os.environ.get("INFRATRACE_PROFILE", "") or "default",
+            "profile": table.get("profile") or "default",
             "node": table.get("node") or socket.gethostname(),
         }
     )

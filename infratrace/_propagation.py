@@ -1,7 +1,11 @@
-"""W3C Trace Context: ``traceparent`` / ``tracestate`` into and out of header carriers.
+"""W3C Trace Context and Baggage: ``traceparent`` / ``tracestate`` / ``baggage`` into
+and out of header carriers.
 
 https://www.w3.org/TR/trace-context/ — an invalid ``traceparent`` is ignored (a new
 trace starts); an invalid ``tracestate`` is dropped while the ``traceparent`` is kept.
+Which of the two formats travel is the configuration's ``propagators`` (from
+``OTEL_PROPAGATORS`` / ``INFRATRACE_PROPAGATORS``; both by default): see
+:func:`set_propagators`.
 """
 
 from __future__ import annotations
@@ -10,9 +14,38 @@ import re
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
+from . import baggage as _baggage
 from ._span import NonRecordingSpan, Span, SpanContext, current_span
 
-__all__ = ["extract", "format_traceparent", "inject", "parse_traceparent"]
+__all__ = [
+    "PROPAGATORS",
+    "extract",
+    "extract_baggage",
+    "format_traceparent",
+    "inject",
+    "parse_traceparent",
+    "propagators",
+    "remote_parent",
+    "set_propagators",
+]
+
+PROPAGATORS = ("tracecontext", "baggage")
+_tracecontext = True
+_baggage_on = True
+
+
+def set_propagators(names: tuple[str, ...]) -> None:
+    """Which formats :func:`extract`/:func:`inject` and the adapters read and write:
+    ``tracecontext`` (``traceparent``/``tracestate``) and/or ``baggage``."""
+    global _tracecontext, _baggage_on
+    _tracecontext = "tracecontext" in names
+    _baggage_on = "baggage" in names
+
+
+def propagators() -> tuple[str, ...]:
+    """The formats that travel: a subset of :data:`PROPAGATORS`."""
+    return tuple(name for name, on in zip(PROPAGATORS, (_tracecontext, _baggage_on), strict=True) if on)
+
 
 _TRACESTATE_MEMBER = re.compile(
     r"[a-z0-9][a-z0-9_\-*/]{0,255}(@[a-z][a-z0-9_\-*/]{0,13})?=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
@@ -42,6 +75,18 @@ def parse_traceparent(value: str, tracestate: str = "") -> SpanContext | None:
     if not trace_id or not span_id:
         return None
     return SpanContext(trace_id, span_id, number & 0xFF, _clean_tracestate(tracestate) if tracestate else "")
+
+
+def remote_parent(traceparent: str | None, tracestate: str | None = None) -> SpanContext | None:
+    """The caller's context from an incoming message's raw ``traceparent`` and
+    ``tracestate`` values, as an adapter reads them: ``None`` when there is none, it is
+    malformed, or ``tracecontext`` propagation is off. Never raises."""
+    if not traceparent or not _tracecontext:
+        return None
+    try:
+        return parse_traceparent(traceparent, tracestate or "")
+    except Exception:
+        return None
 
 
 def format_traceparent(context: Span | NonRecordingSpan | SpanContext) -> str:
@@ -81,6 +126,8 @@ def extract(
     """Read ``traceparent``/``tracestate`` from a header mapping (keys matched without
     regard to case). Returns the remote :class:`SpanContext`, or ``None`` when there is
     none or it is malformed. ``getter(carrier, name)`` overrides the lookup."""
+    if not _tracecontext:
+        return None
     try:
         get = getter or _lookup
         traceparent = get(carrier, "traceparent")
@@ -91,17 +138,42 @@ def extract(
         return None
 
 
+def extract_baggage(
+    carrier: Mapping[str, Any],
+    getter: Callable[[Mapping[str, Any], str], str] | None = None,
+) -> dict[str, str]:
+    """The entries of the ``baggage`` header in ``carrier`` (``{}`` when there is none,
+    or when ``baggage`` propagation is off); see :mod:`infratrace.baggage` for the
+    limits. Pass them to :func:`infratrace.baggage.attach` for the request's context."""
+    if not _baggage_on:
+        return {}
+    try:
+        header = (getter or _lookup)(carrier, "baggage")
+        return _baggage.parse_baggage(header) if header else {}
+    except Exception:
+        return {}
+
+
 def inject(
     carrier: MutableMapping[str, Any],
     span: Span | NonRecordingSpan | SpanContext | None = None,
 ) -> MutableMapping[str, Any]:
     """Write ``traceparent`` (and ``tracestate`` when there is one) of ``span`` —
-    the current span by default — into ``carrier``; returns the carrier. Existing
-    values are overwritten. Nothing is written when there is no span."""
-    context = span if span is not None else current_span()
-    if context is None:
-        return carrier
-    carrier["traceparent"] = format_traceparent(context)
-    if context.tracestate:
-        carrier["tracestate"] = context.tracestate
+    the current span by default — and the current context's ``baggage`` into
+    ``carrier``; returns the carrier. Existing values are overwritten. No
+    ``traceparent`` is written when there is no span, no ``baggage`` when the context
+    has none; the configured ``propagators`` decide which of the two are written."""
+    try:
+        if _tracecontext:
+            context = span if span is not None else current_span()
+            if context is not None:
+                carrier["traceparent"] = format_traceparent(context)
+                if context.tracestate:
+                    carrier["tracestate"] = context.tracestate
+        if _baggage_on:
+            header = _baggage.current_header()
+            if header:
+                carrier["baggage"] = header
+    except Exception:  # a carrier that refuses a key: the request goes on without it
+        pass
     return carrier

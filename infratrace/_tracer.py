@@ -7,6 +7,7 @@ with :func:`set_hook`."""
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import sys
 import threading
@@ -17,8 +18,10 @@ from . import _spandata
 from ._budget import _active as _active_budget
 from ._budget import dropped_total
 from ._config import Config, load_config
+from ._environment import disabled_by_environment
 from ._errors import ConfigError
 from ._pipeline import Pipeline
+from ._propagation import set_propagators
 from ._registry import Driver, get_driver_factory
 from ._sampling import LocalTrace
 from ._span import (
@@ -125,6 +128,9 @@ class Tracer:
         self._config: Config | None = None
         self._pipeline: Pipeline | None = None
         self._fork_held: list[threading.Lock] = []
+        # INFRATRACE_DISABLED / OTEL_SDK_DISABLED: spans are non-recording (they keep
+        # the trace's identity for propagation) and nothing reaches the pipeline.
+        self._off = disabled_by_environment()
 
     # -- spans ------------------------------------------------------------------------
     def begin(
@@ -150,6 +156,8 @@ class Tracer:
             budget = _active_budget.get()
             if budget is not None and not budget.take():
                 return NonRecordingSpan(_safe_name(name), parent)
+            if self._off:
+                return _not_traced(name, parent, True)
             if attrs:
                 # copy() clones a dict's table; dict() re-inserts key by key when it has holes
                 attributes = attrs.copy() if attrs.__class__ is dict else dict(attrs)
@@ -190,6 +198,8 @@ class Tracer:
             budget = _active_budget.get()
             if budget is not None and not budget.take():
                 return NonRecordingSpan(_safe_name(name), parent, make_current=False)
+            if self._off:
+                return _not_traced(name, parent, False)
             attributes = (attrs.copy() if attrs.__class__ is dict else dict(attrs)) if attrs else {}
             if kind is None:
                 kind = _DEFAULT_SPAN_KIND.get(attributes.get("kind"), INTERNAL) if attributes else INTERNAL  # type: ignore[arg-type]
@@ -228,6 +238,8 @@ class Tracer:
 
     # -- configuration and lifecycle ----------------------------------------------------
     def configure(self, config: Config) -> None:
+        if not config.enabled:  # disabled: no driver is built, no file or socket opened
+            config = dataclasses.replace(config, connections=())
         drivers: list[Driver] = []
         try:
             for conn in config.connections:
@@ -241,6 +253,8 @@ class Tracer:
             raise
         limits = config.limits
         _spandata.set_limits(limits.attributes, limits.value_length, limits.list_items)
+        set_propagators(config.propagators)
+        self._off = not config.enabled
         pipeline = Pipeline(config, drivers)
         pipeline.start()
         with self._lock:
@@ -331,6 +345,16 @@ class Tracer:
                 self.configure(config)
             except Exception as exc:
                 print(f"infratrace: could not restart tracing after fork: {exc}", file=sys.stderr)
+
+
+def _not_traced(name: str, parent: Parent | None, current: bool) -> NonRecordingSpan:
+    """A span while tracing is disabled: it records nothing; it passes on a caller's
+    trace, and a trace it starts is marked not sampled (``-00``), so no service
+    downstream records a trace whose root is never written."""
+    span = NonRecordingSpan(_safe_name(name), parent, make_current=current)
+    if parent is None:
+        span._ctx = (0, "")
+    return span
 
 
 def _close_quietly(driver: Driver) -> None:

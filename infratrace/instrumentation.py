@@ -18,7 +18,10 @@ else from infratrace (the public ``infratrace`` package aside). What it covers:
   :func:`finish_http_span` from a status code and an exception, :class:`WebOptions`
   (the options every web adapter accepts);
 - **propagation**: :func:`extract` / :func:`inject` for header carriers,
-  :func:`parse_traceparent` / :func:`format_traceparent` for single values.
+  :func:`remote_parent` for an incoming message's raw ``traceparent``/``tracestate``
+  (it honours the configured propagators), :func:`parse_traceparent` /
+  :func:`format_traceparent` for single values, :func:`extract_baggage` and
+  :mod:`infratrace.baggage` (``attach``/``detach``) for the request's baggage.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 from . import _spandata, _tracer
 from ._budget import SpanBudget, active_budget, span_budget
-from ._propagation import extract, format_traceparent, inject, parse_traceparent
+from ._propagation import extract, extract_baggage, format_traceparent, inject, parse_traceparent, remote_parent
 from ._span import AnySpan, NonRecordingSpan, Parent, Span, SpanContext, _current, attach, current_span, detach
 from ._tracer import trace_attrs
 from ._web import (
@@ -61,6 +64,7 @@ __all__ = [
     "current_span",
     "detach",
     "extract",
+    "extract_baggage",
     "finish_http_span",
     "format_traceparent",
     "http_span_name",
@@ -69,6 +73,7 @@ __all__ = [
     "now_ns",
     "parse_traceparent",
     "redact_query",
+    "remote_parent",
     "report_budget",
     "request_attributes",
     "set_current_span",

@@ -46,6 +46,13 @@ def span_file(tmp_path: Path) -> Iterator[Callable[..., SpanFile]]:
 def _fresh_tracer() -> Iterator[None]:
     yield
     infratrace.set_hook(None)
+    # What a configuration from the environment switched (OTEL_PROPAGATORS,
+    # OTEL_SDK_DISABLED) is process-wide: back to the defaults for the next test.
+    from infratrace._propagation import PROPAGATORS, set_propagators
+    from infratrace._tracer import _tracer
+
+    set_propagators(PROPAGATORS)
+    _tracer._off = False
 
 
 @pytest.fixture(autouse=True)
@@ -59,3 +66,4 @@ def _no_context_leaks() -> Iterator[None]:
     yield
     assert active_budget() is None, f"a span budget leaked: {active_budget()!r}"
     assert current_span() is None, f"a current span leaked: {current_span()!r}"
+    assert not infratrace.baggage.get_all(), f"baggage leaked: {infratrace.baggage.get_all()!r}"
