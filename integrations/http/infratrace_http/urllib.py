@@ -1,0 +1,125 @@
+"""``urllib.request``: a ``client:`` span for each HTTP or HTTPS request an opener sends
+(``urllib.request.urlopen``, ``OpenerDirector.open``, any handler built on
+``AbstractHTTPHandler``), ``traceparent`` in the request's headers.
+
+    import infratrace_http.urllib
+    infratrace_http.urllib.instrument()
+
+It wraps ``AbstractHTTPHandler.do_open``, the step that sends one request and reads the
+response's headers: each request on the wire is one span, a redirect the opener
+follows is a span of its own (a sibling), and the span ends at the headers (the body
+is read later by the caller). A 4xx/5xx answer ends its span as an error before urllib
+raises ``HTTPError``. The ``Request`` object is left as the caller made it: the
+headers are put in for the call and taken out again. ``http.client`` used directly
+(as infratrace's own OTLP and GreptimeDB drivers do) is not traced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from infratrace.instrumentation import AnySpan
+
+from ._client import ClientTracer, Instrumentation, RequestHook, ResponseHook, in_client, protocol_version, split_url
+
+__all__ = ["instrument", "is_instrumented", "uninstrument"]
+
+
+def _start(tracer: ClientTracer, request: Any) -> AnySpan | None:
+    try:
+        parts = split_url(request.full_url)
+        if parts is None:
+            return None
+        return tracer.start(request.get_method(), parts[0], parts[1], request)
+    except Exception:
+        return None
+
+
+def _put_context(tracer: ClientTracer, request: Any, span: AnySpan) -> tuple[Any, Any] | None:
+    """Replace the request's header dicts by copies carrying ``span``'s context (any
+    spelling of the same names removed); returns the originals to put back."""
+    try:
+        injected: dict[str, Any] = {}
+        tracer.inject(injected, span)
+        if not injected:
+            return None
+        headers, unredirected = request.headers, request.unredirected_hdrs
+        names = {key.lower() for key in injected}
+        request.headers = {key: value for key, value in headers.items() if key.lower() not in names}
+        added = {key: value for key, value in unredirected.items() if key.lower() not in names}
+        for key, value in injected.items():
+            added[key.capitalize()] = value  # how Request.add_header spells names
+        request.unredirected_hdrs = added
+        return headers, unredirected
+    except Exception:
+        return None
+
+
+def _do_open(self: Any, http_class: Any, request: Any, **http_conn_args: Any) -> Any:
+    tracer = _state.tracer
+    original = _state.original("do_open")
+    if tracer is None or in_client.get():
+        return original(self, http_class, request, **http_conn_args)
+    span = _start(tracer, request)
+    saved = _put_context(tracer, request, span) if span is not None and tracer.propagate else None
+    token = in_client.set(True)
+    try:
+        response = original(self, http_class, request, **http_conn_args)
+    except BaseException as exc:
+        in_client.reset(token)
+        if saved is not None:
+            request.headers, request.unredirected_hdrs = saved
+        if span is not None:
+            tracer.fail(span, exc)
+        raise
+    in_client.reset(token)
+    if saved is not None:
+        request.headers, request.unredirected_hdrs = saved
+    if span is not None:
+        status = version = None
+        try:
+            status = response.status
+            version = protocol_version(response.version)
+        except Exception:
+            pass
+        tracer.finish(span, status, version, request, response)
+    return response
+
+
+def _targets() -> list[tuple[type, str, Any]]:
+    from urllib.request import AbstractHTTPHandler
+
+    return [(AbstractHTTPHandler, "do_open", _do_open)]
+
+
+_state = Instrumentation("urllib", _targets)
+
+
+def instrument(
+    *,
+    excluded_hosts: str | Iterable[str] = (),
+    root_spans: bool = False,
+    request_hook: RequestHook | None = None,
+    response_hook: ResponseHook | None = None,
+    propagate: bool = True,
+) -> None:
+    """Trace every HTTP(S) request ``urllib.request`` sends from now on (openers made
+    before included). Calling it again replaces the options; see
+    docs/http-clients.md."""
+    _state.instrument(
+        excluded_hosts=excluded_hosts,
+        root_spans=root_spans,
+        request_hook=request_hook,
+        response_hook=response_hook,
+        propagate=propagate,
+    )
+
+
+def uninstrument() -> None:
+    """Stop tracing and put ``AbstractHTTPHandler.do_open`` back. Does nothing when not
+    instrumented."""
+    _state.uninstrument()
+
+
+def is_instrumented() -> bool:
+    return _state.tracer is not None
