@@ -23,8 +23,11 @@ __all__ = [
     "extract_baggage",
     "format_traceparent",
     "inject",
+    "outgoing_baggage",
+    "outgoing_traceparent",
     "parse_traceparent",
     "propagators",
+    "remote_baggage",
     "remote_parent",
     "set_propagators",
 ]
@@ -89,8 +92,30 @@ def remote_parent(traceparent: str | None, tracestate: str | None = None) -> Spa
         return None
 
 
+def remote_baggage(header: str | None) -> dict[str, str]:
+    """The entries of an incoming message's raw ``baggage`` value (``{}`` when there is
+    none, or ``baggage`` propagation is off); hand them to
+    :func:`infratrace.baggage.attach` for the request's context. Never raises."""
+    if not header or not _baggage_on:
+        return {}
+    return _baggage.parse_baggage(header)
+
+
 def format_traceparent(context: Span | NonRecordingSpan | SpanContext) -> str:
     return "00-%032x-%016x-%02x" % (context._tid, context._sid, context.flags & 0xFF)
+
+
+def outgoing_traceparent(context: Span | NonRecordingSpan | SpanContext) -> str | None:
+    """The ``traceparent`` value an outgoing message carries for ``context``, or
+    ``None`` when ``tracecontext`` propagation is off (for adapters that write their
+    own headers; :func:`inject` does this for header mappings)."""
+    return format_traceparent(context) if _tracecontext else None
+
+
+def outgoing_baggage() -> str:
+    """The ``baggage`` value an outgoing message carries: the current context's
+    baggage, or ``""`` when there is none or ``baggage`` propagation is off."""
+    return _baggage.current_header() if _baggage_on else ""
 
 
 def _clean_tracestate(value: str) -> str:

@@ -18,6 +18,7 @@ from ._budget import SpanBudget
 from ._errors import ConfigError
 from ._propagation import format_traceparent
 from ._span import NonRecordingSpan, Span
+from .logging import instrument as instrument_logging
 
 __all__ = [
     "KNOWN_METHODS",
@@ -56,6 +57,7 @@ WEB_OPTION_KEYS = (
     "service",
     "record_query",
     "sensitive_query_keys",
+    "log_correlation",
 )
 
 
@@ -75,6 +77,7 @@ class WebOptions:
     service: str = ""
     record_query: bool = False  # url.query: off by default (query strings carry tokens)
     sensitive_query_keys: frozenset[str] = DEFAULT_SENSITIVE_QUERY_KEYS
+    log_correlation: bool = False  # trace ids in every log record (infratrace.logging)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -96,7 +99,7 @@ class WebOptions:
                     raise ConfigError(
                         f"{prefix}.{key}", options[key], "unknown key; valid keys: " + ", ".join((*WEB_OPTION_KEYS, *extra_names))
                     )
-            return cls(
+            web = cls(
                 excluded_paths=_patterns(options.get("excluded_paths", ()), f"{prefix}.excluded_paths"),
                 request_headers=_header_names(options.get("request_headers", ()), f"{prefix}.request_headers"),
                 response_headers=_header_names(options.get("response_headers", ()), f"{prefix}.response_headers"),
@@ -110,8 +113,12 @@ class WebOptions:
                 record_query=_bool(options.get("record_query", False), f"{prefix}.record_query"),
                 sensitive_query_keys=DEFAULT_SENSITIVE_QUERY_KEYS
                 | _header_names(options.get("sensitive_query_keys", ()), f"{prefix}.sensitive_query_keys"),
+                log_correlation=_bool(options.get("log_correlation", False), f"{prefix}.log_correlation"),
                 extra={key: options[key] for key in extra_names if key in options},
             )
+            if web.log_correlation:  # the adapter's own switch for what infratrace.logging.instrument() does
+                instrument_logging()
+            return web
         except ConfigError as exc:
             raise exc.with_source(source) if source else exc
 

@@ -19,9 +19,16 @@ else from infratrace (the public ``infratrace`` package aside). What it covers:
   (the options every web adapter accepts);
 - **propagation**: :func:`extract` / :func:`inject` for header carriers,
   :func:`remote_parent` for an incoming message's raw ``traceparent``/``tracestate``
-  (it honours the configured propagators), :func:`parse_traceparent` /
-  :func:`format_traceparent` for single values, :func:`extract_baggage` and
-  :mod:`infratrace.baggage` (``attach``/``detach``) for the request's baggage.
+  and :func:`outgoing_traceparent` / :func:`outgoing_baggage` for an outgoing one's
+  (they honour the configured propagators), :func:`parse_traceparent` /
+  :func:`format_traceparent` for single values, :func:`extract_baggage` /
+  :func:`remote_baggage` and
+  :mod:`infratrace.baggage` (``attach``/``detach``) for the request's baggage;
+- **database queries**: :class:`DatabaseInfo` (``db.system``, ``db.namespace``, the
+  server; a cache of statements), :func:`begin_query_span` / :func:`end_query_span`
+  (``db:<operation> <table>`` client spans, only under a current span unless
+  ``root_spans``), :func:`sanitize_sql` (literals replaced by ``?``),
+  :func:`sql_operation_and_target` and :func:`db_system`.
 """
 
 from __future__ import annotations
@@ -32,7 +39,18 @@ from typing import Any
 
 from . import _spandata, _tracer
 from ._budget import SpanBudget, active_budget, span_budget
-from ._propagation import extract, extract_baggage, format_traceparent, inject, parse_traceparent, remote_parent
+from ._db import DatabaseInfo, begin_query_span, db_system, end_query_span, sanitize_sql, sql_operation_and_target
+from ._propagation import (
+    extract,
+    extract_baggage,
+    format_traceparent,
+    inject,
+    outgoing_baggage,
+    outgoing_traceparent,
+    parse_traceparent,
+    remote_baggage,
+    remote_parent,
+)
 from ._span import AnySpan, NonRecordingSpan, Parent, Span, SpanContext, _current, attach, current_span, detach
 from ._tracer import trace_attrs
 from ._web import (
@@ -53,6 +71,7 @@ __all__ = [
     "DEFAULT_SENSITIVE_QUERY_KEYS",
     "KNOWN_METHODS",
     "AnySpan",
+    "DatabaseInfo",
     "NonRecordingSpan",
     "Span",
     "SpanBudget",
@@ -61,8 +80,11 @@ __all__ = [
     "active_budget",
     "attach",
     "begin",
+    "begin_query_span",
     "current_span",
+    "db_system",
     "detach",
+    "end_query_span",
     "extract",
     "extract_baggage",
     "finish_http_span",
@@ -71,14 +93,19 @@ __all__ = [
     "inject",
     "normalize_method",
     "now_ns",
+    "outgoing_baggage",
+    "outgoing_traceparent",
     "parse_traceparent",
     "redact_query",
+    "remote_baggage",
     "remote_parent",
     "report_budget",
     "request_attributes",
+    "sanitize_sql",
     "set_current_span",
     "set_route",
     "span_budget",
+    "sql_operation_and_target",
     "start_span",
     "trace_attrs",
     "websocket_span_name",

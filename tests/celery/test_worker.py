@@ -19,7 +19,7 @@ from celery.exceptions import TaskRevokedError
 import infratrace
 
 from .conftest import ROOT, Session, Spans, Worker, wait_until, worker_config
-from .worker_app import add, app, fail, fan_out, flaky, isolated, isolated_by_attribute, together, total
+from .worker_app import add, app, baggage_seen, fail, fan_out, flaky, isolated, isolated_by_attribute, together, total
 
 pytestmark = pytest.mark.slow
 POOLS = ("prefork", "solo", "threads")
@@ -307,3 +307,13 @@ def test_an_unsampled_request_keeps_only_the_failing_tasks_own_part(celery_spans
     # (the workers write every 50 ms: give them several times that)
     time.sleep(0.5)
     assert not celery_spans.spans.where(**{"messaging.message.id": fine.id})
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_baggage_travels_to_the_task_and_stays_with_it(celery_spans: Session, pool: str) -> None:
+    queue = celery_spans.workers[pool].queue
+    with infratrace.baggage.scope({"tenant": "acme co", "user.id": "42"}), infratrace.begin("web:baggage"):
+        carried = baggage_seen.apply_async(queue=queue)
+    assert carried.get(timeout=20) == {"tenant": "acme co", "user.id": "42"}
+    # The next task in the same worker process runs without it.
+    assert baggage_seen.apply_async(queue=queue).get(timeout=20) == {}

@@ -110,3 +110,9 @@ def together(key: str, parties: int, value: int) -> int:
     with _barriers_lock:
         barrier = _barriers.setdefault(key, threading.Barrier(parties, timeout=15))
     return _together(barrier, value)
+
+
+@app.task
+def baggage_seen() -> dict[str, str]:
+    """The baggage the task runs with (the producer's, carried in the message)."""
+    return infratrace.baggage.get_all()

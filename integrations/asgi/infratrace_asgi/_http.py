@@ -20,12 +20,13 @@ from infratrace.instrumentation import (
     WebOptions,
     finish_http_span,
     http_span_name,
-    parse_traceparent,
+    remote_baggage,
     report_budget,
     request_attributes,
     set_route,
     start_span,
 )
+from infratrace.instrumentation import remote_parent as _remote_parent
 
 from ._routes import EndpointSpan, RouteTable
 
@@ -74,17 +75,20 @@ def remote_parent(traceparent: bytes | None, tracestate: bytes | None) -> SpanCo
     minus its case-insensitive header lookup (ASGI servers lower-case header names)."""
     if not traceparent:
         return None
-    try:
-        return parse_traceparent(traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else "")
-    except Exception:
-        return None
+    return _remote_parent(traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else None)
+
+
+def request_baggage(headers: Any) -> dict[str, str] | None:
+    """The request's ``baggage`` entries (several headers joined), or ``None``."""
+    values = [value.decode("latin-1") for name, value in headers if name == b"baggage"]
+    return (remote_baggage(",".join(values)) or None) if values else None
 
 
 def decode_headers(headers: Any) -> list[tuple[str, str]]:
     return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
 
 
-_WANTED = frozenset({b"traceparent", b"tracestate", b"user-agent", b"host"})
+_WANTED = frozenset({b"traceparent", b"tracestate", b"user-agent", b"host", b"baggage"})
 
 
 def _hashable(server: Any) -> Any:
@@ -172,6 +176,7 @@ class HttpCycle:
         "_send",
         "_setup",
         "_trailers",
+        "baggage",
         "disconnected",
         "finished",
         "route",
@@ -184,6 +189,7 @@ class HttpCycle:
         # One pass over the headers for the four the span needs (ASGI servers lower-case
         # header names); the full decode only when request headers are captured.
         traceparent = tracestate = agent = host = None
+        self.baggage: dict[str, str] | None = None
         headers = scope["headers"]
         for name, value in headers:
             if name in _WANTED:
@@ -193,14 +199,13 @@ class HttpCycle:
                     agent = value
                 elif name == b"host":
                     host = value
-                else:
+                elif name == b"tracestate":
                     tracestate = value
+                elif self.baggage is None:
+                    self.baggage = request_baggage(headers)
         parent = None
         if traceparent:
-            try:  # remote_parent(), inlined
-                parent = parse_traceparent(traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else "")
-            except Exception:
-                pass
+            parent = _remote_parent(traceparent.decode("latin-1"), tracestate.decode("latin-1") if tracestate else None)
         client = scope.get("client")
         client_address = client[0] if client else None
         path = scope.get("path", "")

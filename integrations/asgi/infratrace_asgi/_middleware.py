@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from infratrace import ConfigError
+from infratrace import ConfigError, baggage
 from infratrace.instrumentation import WebOptions, attach, detach
 
 from ._http import HttpCycle, HttpSetup, RecordingHttpCycle
@@ -74,6 +74,8 @@ class TraceMiddleware:
         # the span itself may end in another task (Starlette streams bodies from a task
         # group under ASGI spec < 2.4), where begin()'s own reset would not reach us.
         token = attach(cycle.span)
+        carried = cycle.baggage  # the caller's baggage, for this request's context
+        baggage_token = baggage.attach(carried) if carried else None
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except BaseException as exc:
@@ -93,6 +95,8 @@ class TraceMiddleware:
             if budget is not None:
                 budget.deactivate()
             detach(token)
+            if baggage_token is not None:
+                baggage.detach(baggage_token)
             # The scope refers to the cycle and the cycle to the scope: drop the
             # scope's side, or every request leaves a reference cycle to the
             # garbage collector (the cycle keeps the scope while its span may still
@@ -115,6 +119,8 @@ class TraceMiddleware:
             await self.app(scope, receive, send)
             return
         token = attach(cycle.span)
+        carried = cycle.baggage
+        baggage_token = baggage.attach(carried) if carried else None
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except BaseException as exc:
@@ -131,6 +137,8 @@ class TraceMiddleware:
         finally:
             cycle.end_budget()
             detach(token)
+            if baggage_token is not None:
+                baggage.detach(baggage_token)
             if scope.get(STATE_KEY) is cycle:
                 del scope[STATE_KEY]
 

@@ -16,7 +16,7 @@ from infratrace.instrumentation import (
     websocket_span_name,
 )
 
-from ._http import parse_request
+from ._http import parse_request, request_baggage
 from ._routes import EndpointSpan, RouteTable
 
 __all__ = ["WebSocketCycle", "websocket_span_name"]
@@ -32,6 +32,7 @@ class WebSocketCycle:
         "_routes",
         "_scope",
         "_send",
+        "baggage",
         "close_code",
         "closed_by",
         "route",
@@ -43,6 +44,7 @@ class WebSocketCycle:
         attrs, parent = parse_request(scope, options, "GET")  # the handshake is a GET
         attrs["network.protocol.name"] = "websocket"
         self.span: AnySpan = infratrace.start_span(websocket_span_name(None), attrs, kind="server", parent=parent)
+        self.baggage = request_baggage(scope["headers"])
         self.route: EndpointSpan | None = None  # set by the route's EndpointSpan
         self.status: int | None = None
         self.close_code: int | None = None

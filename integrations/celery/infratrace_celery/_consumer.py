@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Any
 
 import infratrace
-from infratrace import NonRecordingSpan, Span, SpanBudget, SpanContext
+from infratrace import NonRecordingSpan, Span, SpanBudget, SpanContext, baggage
 
 from ._attributes import attempt_of, message_attributes
-from ._headers import context_from_headers, context_from_request
+from ._headers import baggage_from_request, context_from_headers, context_from_request
 from ._state import state
 
 __all__ = ["on_failure", "on_postrun", "on_prerun", "on_rejected", "on_retry", "on_revoked", "on_unknown"]
@@ -117,6 +117,7 @@ def on_prerun(
         if destination:
             attrs["messaging.destination.name"] = str(destination)
         parent: SpanContext | None = None
+        carried: dict[str, str] = {}
         if eager:
             attrs["celery.eager"] = True
         elif _propagates(task, name):
@@ -124,9 +125,12 @@ def on_prerun(
             latency = _latency_ms(published, getattr(request, "eta", None), time.time_ns())
             if latency is not None:
                 attrs["celery.queue_latency_ms"] = latency
+            carried = baggage_from_request(request)
         span = infratrace.begin(info.span_name, attrs, kind="consumer", parent=parent)
         budget = SpanBudget(options.span_budget).activate() if options.span_budget else None
-        setattr(request, REQUEST_SLOT, (span, budget))
+        # The producer's baggage, for the task's run (an eager task shares its caller's).
+        baggage_token = baggage.attach(carried) if carried else None
+        setattr(request, REQUEST_SLOT, (span, budget, baggage_token))
         if not eager and task_id is not None:
             _running[str(task_id)] = span
     except Exception:
@@ -201,7 +205,9 @@ def on_postrun(
         if slot is None:
             return
         delattr(request, REQUEST_SLOT)
-        span, budget = slot
+        span, budget, baggage_token = slot
+        if baggage_token is not None:
+            baggage.detach(baggage_token)
         if task_id is not None:
             _running.pop(str(task_id), None)
         outcome = str(state) if state else ""

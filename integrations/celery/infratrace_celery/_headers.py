@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from infratrace import NonRecordingSpan, Span, SpanContext, parse_traceparent
+from infratrace import NonRecordingSpan, Span, SpanContext
+from infratrace.instrumentation import outgoing_baggage, outgoing_traceparent, remote_baggage, remote_parent
 
-__all__ = ["PUBLISHED_HEADER", "context_from_headers", "context_from_request", "write_context"]
+__all__ = ["PUBLISHED_HEADER", "baggage_from_request", "context_from_headers", "context_from_request", "write_context"]
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
+BAGGAGE = "baggage"
 # Unix nanoseconds of the publish, for the consumer's enqueue-to-start latency.
 PUBLISHED_HEADER = "infratrace_published_ns"
 
@@ -29,24 +31,28 @@ def write_context(headers: MutableMapping[str, Any], span: Span | NonRecordingSp
 
     This runs on every publish, so it is plain item assignment: no intermediate
     dict, no ABC ``isinstance`` for the usual plain-dict headers."""
-    flags = span.flags
-    # == format_traceparent(span); the %-formatting properties cost half its f-string.
-    traceparent = f"00-{span.trace_id}-{span.span_id}-{'01' if flags == 1 else '%02x' % (flags & 0xFF)}"
-    tracestate: str = span.tracestate
-    headers[TRACEPARENT] = traceparent
+    traceparent = outgoing_traceparent(span)  # None: tracecontext propagation is off
+    tracestate: str = span.tracestate if traceparent is not None else ""
+    carried = outgoing_baggage()
     headers[PUBLISHED_HEADER] = published_ns
     nested = headers.get("headers")
     if nested is None or (type(nested) is not dict and not isinstance(nested, MutableMapping)):
         nested = headers["headers"] = {}
-    nested[TRACEPARENT] = traceparent
     nested[PUBLISHED_HEADER] = published_ns
-    if tracestate:
-        headers[TRACESTATE] = nested[TRACESTATE] = tracestate
+    _put(headers, nested, TRACEPARENT, traceparent)
+    _put(headers, nested, TRACESTATE, tracestate)
+    _put(headers, nested, BAGGAGE, carried)
+
+
+def _put(headers: MutableMapping[str, Any], nested: MutableMapping[str, Any], name: str, value: str | None) -> None:
+    """Set ``name`` in both places, or remove a copied-over one when there is none."""
+    if value:
+        headers[name] = nested[name] = value
     else:
-        if TRACESTATE in headers:
-            del headers[TRACESTATE]
-        if TRACESTATE in nested:
-            del nested[TRACESTATE]
+        if name in headers:
+            del headers[name]
+        if name in nested:
+            del nested[name]
 
 
 def _parse(traceparent: Any, tracestate: Any) -> SpanContext | None:
@@ -56,7 +62,7 @@ def _parse(traceparent: Any, tracestate: Any) -> SpanContext | None:
         return None
     if isinstance(tracestate, bytes):
         tracestate = tracestate.decode("latin-1")
-    return parse_traceparent(traceparent, tracestate if isinstance(tracestate, str) else "")
+    return remote_parent(traceparent, tracestate if isinstance(tracestate, str) else None)
 
 
 def context_from_headers(headers: Mapping[str, Any] | None) -> tuple[SpanContext | None, Any]:
@@ -86,3 +92,15 @@ def context_from_request(request: Any) -> tuple[SpanContext | None, Any]:
         if context is not None:
             return context, nested.get(PUBLISHED_HEADER)
     return None, None
+
+
+def baggage_from_request(request: Any) -> dict[str, str]:
+    """The baggage the producer's context carried, from a task's ``request`` (either
+    header place); ``{}`` when none."""
+    value = getattr(request, BAGGAGE, None)
+    if not value:
+        nested = getattr(request, "headers", None)
+        value = nested.get(BAGGAGE) if isinstance(nested, Mapping) else None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return remote_baggage(value) if isinstance(value, str) and value else {}

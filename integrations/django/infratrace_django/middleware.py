@@ -18,6 +18,7 @@ from django.core.signals import got_request_exception, setting_changed
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from infratrace import baggage
 from infratrace.instrumentation import (
     AnySpan,
     SpanBudget,
@@ -25,7 +26,8 @@ from infratrace.instrumentation import (
     detach,
     finish_http_span,
     http_span_name,
-    parse_traceparent,
+    remote_baggage,
+    remote_parent,
     request_attributes,
     set_current_span,
     set_route,
@@ -47,8 +49,9 @@ MAX_VIEWS = 1024
 
 # What the middleware keeps on ``request._infratrace`` between its hooks: a list (one
 # allocation per request), indexed by these.
-SPAN, TOKEN, BUDGET, METHOD, WEB, EXC = range(6)
-RequestTrace = list[Any]  # [span, token, budget, method, web span or None, exception or None]
+SPAN, TOKEN, BUDGET, METHOD, WEB, EXC, BAGGAGE = range(7)
+# [span, token, budget, method, web span or None, exception or None, baggage token or None]
+RequestTrace = list[Any]
 
 # (method, scheme, host, port, protocol) -> (span name, attributes every such request shares)
 ServerKey = tuple[str, str, Any, Any, Any]
@@ -149,7 +152,7 @@ class TraceMiddleware:
             meta = request.META
             get = meta.get
             traceparent = get("HTTP_TRACEPARENT")
-            parent = parse_traceparent(traceparent, get("HTTP_TRACESTATE", "")) if traceparent else None
+            parent = remote_parent(traceparent, get("HTTP_TRACESTATE")) if traceparent else None
             method = request.method or "GET"
             proxied = _proxy_ssl_header
             if proxied is None:
@@ -185,7 +188,12 @@ class TraceMiddleware:
             limit = self._span_budget
             # attach, not set_current_span: the middleware may not run in a context of
             # its own (a WSGI server thread reuses one for every request it serves).
-            trace = [span, attach(span), SpanBudget(limit).activate() if limit > 0 else None, method, None, None]
+            trace = [span, attach(span), SpanBudget(limit).activate() if limit > 0 else None, method, None, None, None]
+            value = get("HTTP_BAGGAGE")
+            if value:  # the caller's baggage, for this request (reset by _detach)
+                carried = remote_baggage(value)
+                if carried:
+                    trace[BAGGAGE] = baggage.attach(carried)
             request._infratrace = trace  # STATE_ATTR
             if self.timings is not None:
                 request._infratrace_timings = self.timings.start()
@@ -301,7 +309,7 @@ class TraceMiddleware:
             except Exception:
                 pass
         finally:
-            if trace[BUDGET] is None:  # _detach, inlined for the common path
+            if trace[BUDGET] is None and trace[BAGGAGE] is None:  # _detach, inlined for the common path
                 try:
                     detach(trace[TOKEN])
                 except RuntimeError:
@@ -366,6 +374,8 @@ def _detach(trace: RequestTrace) -> None:
         detach(trace[TOKEN])
     except RuntimeError:  # the token was used already
         pass
+    if trace[BAGGAGE] is not None:
+        baggage.detach(trace[BAGGAGE])
 
 
 def record_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:

@@ -19,6 +19,7 @@ from operator import itemgetter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from infratrace import baggage
 from infratrace.instrumentation import (
     AnySpan,
     SpanBudget,
@@ -27,7 +28,8 @@ from infratrace.instrumentation import (
     detach,
     finish_http_span,
     http_span_name,
-    parse_traceparent,
+    remote_baggage,
+    remote_parent,
     report_budget,
     request_attributes,
     set_current_span,
@@ -225,11 +227,16 @@ class TraceMiddleware:
                 name,
                 attrs,
                 kind="server",
-                parent=parse_traceparent(value, get("HTTP_TRACESTATE", "")) if value else None,
+                parent=remote_parent(value, get("HTTP_TRACESTATE")) if value else None,
             )
             # Current for the rest of this request's own context, which is dropped
             # after it: nothing to reset when the span ends (what begin() would do).
             set_current_span(span)
+            value = get("HTTP_BAGGAGE")
+            if value:  # the caller's baggage, for this request's context (dropped with it)
+                carried = remote_baggage(value)
+                if carried:
+                    baggage.attach(carried)
             if options.request_headers:
                 span.set_attributes(options.header_attributes("request", _request_headers(environ, options)))
             limit = options.span_budget
