@@ -30,6 +30,7 @@ __all__ = ["DEFAULT_ENDPOINT", "OTLPDriver", "OTLPSettings", "parse_otel_headers
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
 ENCODINGS = ("protobuf", "json")
 COMPRESSIONS = ("none", "gzip")
+MAX_TIMEOUT_MS = 3_600_000.0
 _CONTENT_TYPES = {"protobuf": "application/x-protobuf", "json": "application/json"}
 
 
@@ -51,6 +52,51 @@ def _endpoint_from_env() -> str:
     if base:
         return base.rstrip("/") + "/v1/traces"
     return DEFAULT_ENDPOINT
+
+
+def _from_env(name: str) -> tuple[str, str]:
+    """``OTEL_EXPORTER_OTLP_TRACES_<name>``, else ``OTEL_EXPORTER_OTLP_<name>``:
+    ``(variable, value)``, or ``("", "")`` when neither is set."""
+    for variable in (f"OTEL_EXPORTER_OTLP_TRACES_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return variable, value
+    return "", ""
+
+
+def _timeout_from_env(default: float) -> float:
+    """``OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT``: milliseconds, as OpenTelemetry reads it."""
+    variable, value = _from_env("TIMEOUT")
+    if not variable:
+        return default
+    try:
+        millis = float(value)
+    except ValueError:
+        millis = float("nan")
+    if not 0 < millis <= MAX_TIMEOUT_MS:  # NaN fails too
+        raise ConfigError(variable, value, f"expected milliseconds, more than 0 and at most {MAX_TIMEOUT_MS:.0f}", "environment")
+    return millis / 1000.0
+
+
+def _compression_from_env(default: str) -> str:
+    variable, value = _from_env("COMPRESSION")
+    if not variable:
+        return default
+    if value.lower() not in COMPRESSIONS:
+        raise ConfigError(variable, value, 'expected "gzip" or "none"', "environment")
+    return value.lower()
+
+
+def _encoding_from_env(default: str) -> str:
+    """``OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL``: ``http/protobuf`` or ``http/json``
+    (this driver speaks OTLP over HTTP only)."""
+    variable, value = _from_env("PROTOCOL")
+    if not variable:
+        return default
+    protocols = {"http/protobuf": "protobuf", "http/json": "json"}
+    if value.lower() not in protocols:
+        raise ConfigError(variable, value, 'expected "http/protobuf" or "http/json" (gRPC is not supported)', "environment")
+    return protocols[value.lower()]
 
 
 def _headers(settings: OTLPSettings) -> dict[str, str]:
@@ -133,15 +179,17 @@ class OTLPDriver:
     def __init__(self, config: ConnectionConfig) -> None:
         settings = settings_for(config, OTLPSettings)
         endpoint = settings.endpoint or _endpoint_from_env()
-        self.timeout = settings.timeout
+        given = config.setting
+        self.timeout = settings.timeout if "timeout" in given else _timeout_from_env(settings.timeout)
         self.service = settings.service
-        self.encoding = settings.encoding
+        self.encoding = settings.encoding if "encoding" in given else _encoding_from_env(settings.encoding)
+        compression = settings.compression if "compression" in given else _compression_from_env(settings.compression)
         try:
             self._sender = HttpSender(
                 endpoint,
                 headers=_headers(settings),
                 timeout=self.timeout,
-                compress=settings.compression == "gzip",
+                compress=compression == "gzip",
                 verify=not settings.insecure,
             )
         except ValueError as exc:  # only an endpoint from the environment can still be bad here

@@ -966,6 +966,41 @@ def test_environment_fallbacks(monkeypatch: pytest.MonkeyPatch, collector: Colle
     assert driver({"endpoint": "http://127.0.0.1:8/x"}).endpoint == "http://127.0.0.1:8/x"
 
 
+def test_timeout_compression_and_protocol_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, collector: Collector, clean_otel_env: None
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{collector.port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2500")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
+    otlp = driver({})
+    assert (otlp.timeout, otlp.encoding) == (2.5, "json")
+    otlp.write([span_data("a" * 2000)])  # big enough for gzip
+    request = collector.wait_for(1)[0]
+    assert request.headers["Content-Encoding"] == "gzip"
+    assert request.headers["Content-Type"] == "application/json"
+    toml = driver({"timeout": "1s", "encoding": "protobuf", "compression": "none"})  # the TOML wins
+    assert (toml.timeout, toml.encoding) == (1.0, "protobuf")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "inf"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+    ],
+)
+def test_bad_otlp_variables_are_configuration_errors(
+    monkeypatch: pytest.MonkeyPatch, clean_otel_env: None, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=f"environment: {variable} = "):
+        driver({})
+
+
 def test_default_endpoint(clean_otel_env: None) -> None:
     assert driver({}).endpoint == "http://127.0.0.1:4318/v1/traces"
 
