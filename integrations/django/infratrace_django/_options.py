@@ -19,7 +19,7 @@ __all__ = ["DEFAULT_SIGNAL_DENY", "DjangoOptions", "django_options", "reset_opti
 SETTING = "INFRATRACE_DJANGO"
 # Per-instance (model __init__) and per-request noise: one span each would dwarf the rest.
 DEFAULT_SIGNAL_DENY = ("pre_init", "post_init", "request_started", "request_finished", "setting_changed")
-DJANGO_KEYS = ("signals", "signal_allow", "signal_deny", "middleware_timings")
+DJANGO_KEYS = ("signals", "signal_allow", "signal_deny", "middleware_timings", "database_spans", "database_root_spans")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ class DjangoOptions:
     signal_allow: tuple[str, ...] = ()
     signal_deny: tuple[str, ...] = DEFAULT_SIGNAL_DENY
     middleware_timings: bool = False
+    database_spans: bool = True  # db: spans for every query under a current span
+    database_root_spans: bool = False  # and for queries with no current span, each a trace
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None, source: str | None = None) -> DjangoOptions:
@@ -45,6 +47,8 @@ class DjangoOptions:
                 signal_allow=_names(extra.get("signal_allow", ()), "signal_allow"),
                 signal_deny=_names(extra.get("signal_deny", DEFAULT_SIGNAL_DENY), "signal_deny"),
                 middleware_timings=_bool(extra.get("middleware_timings", False), "middleware_timings"),
+                database_spans=_bool(extra.get("database_spans", True), "database_spans"),
+                database_root_spans=_bool(extra.get("database_root_spans", False), "database_root_spans"),
             )
         except ConfigError as exc:
             raise exc.with_source(source) if source else exc

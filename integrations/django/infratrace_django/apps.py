@@ -1,6 +1,7 @@
 # mypy: disable-error-code="import-untyped"
 """``INSTALLED_APPS += ["infratrace_django"]``: configure infratrace from the Django
-settings at start-up, validate the adapter options, and trace signal receivers."""
+settings at start-up, validate the adapter options, trace signal receivers and
+database queries."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from django.core.signals import setting_changed
 import infratrace
 from infratrace import ConfigError
 
+from ._db import apply_database_options
 from ._options import SETTING, django_options, reset_options
+from .middleware import trace_connection_queries
 from .signals import install_signal_tracing, uninstall_signal_tracing
 
 __all__ = ["InfratraceDjangoConfig", "configure_from_settings"]
@@ -55,13 +58,14 @@ def configure_from_settings() -> infratrace.Config | None:
 
 def apply_options() -> None:
     """Validate ``settings.INFRATRACE_DJANGO`` now (errors at start-up, not at the
-    first request) and install signal tracing accordingly."""
+    first request) and install signal tracing and database spans accordingly."""
     reset_options()
     options = django_options()
     if options.signals:
         install_signal_tracing(options)
     else:
         uninstall_signal_tracing()
+    apply_database_options(options, trace_connection_queries)
 
 
 def _on_setting_changed(setting: str = "", **kwargs: Any) -> None:

@@ -34,6 +34,7 @@ from infratrace.instrumentation import (
     start_span,
 )
 
+from ._db import apply_database_options, instrument_connection
 from ._options import DjangoOptions, django_options
 from ._stream import AsyncTracedStream, TracedStream
 from ._timings import TIMINGS_ATTR, MiddlewareTimings
@@ -91,6 +92,7 @@ class TraceMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
         self.options: DjangoOptions = django_options()
+        apply_database_options(self.options, trace_connection_queries)  # also without the app installed
         self.is_async = iscoroutinefunction(get_response)
         # Django awaits process_view in async mode and adapts (with a thread hop) a
         # sync one; in sync mode it wraps a coroutine in async_to_sync. Offer the
@@ -387,3 +389,11 @@ def record_exception(sender: Any, request: HttpRequest | None = None, **kwargs: 
         exc = sys.exc_info()[1]
         if exc is not None:
             trace[EXC] = exc
+
+
+def trace_connection_queries(sender: Any, connection: Any = None, **kwargs: Any) -> None:
+    """``connection_created`` receiver: database spans for the new connection (see
+    ``_db``). Kept in this module with ``record_exception``: signal tracing gives
+    infratrace's own receivers no ``event:`` span."""
+    if connection is not None:
+        instrument_connection(connection)
