@@ -9,10 +9,11 @@ continues the same trace.
 
 Importing patches nothing; each library module's ``instrument()`` does, and its
 ``uninstrument()`` undoes it. :class:`route` names the URL template of the requests
-sent inside a ``with`` block. See docs/http-clients.md."""
+sent inside a ``with`` block; :class:`untraced` keeps the requests sent inside one out
+of the trace. See docs/http-clients.md."""
 
 from __future__ import annotations
 
-from ._client import route
+from ._client import route, untraced
 
-__all__ = ["route"]
+__all__ = ["route", "untraced"]

@@ -48,6 +48,7 @@ __all__ = [
     "protocol_version",
     "route",
     "split_url",
+    "untraced",
     "with_context",
 ]
 
@@ -103,6 +104,41 @@ class route:
         self.__exit__(exc_type, exc, tb)
 
 
+class untraced:
+    """No span and no propagated headers for the requests sent inside the block, with
+    any instrumented library — for code that must never be traced, such as a custom
+    infratrace driver that sends its batches over HTTP with ``requests`` or ``httpx``
+    (a driver's ``write`` may run on the application's thread during a flush)::
+
+        with infratrace_http.untraced():
+            session.post(endpoint, data=payload)
+    """
+
+    __slots__ = ("_token",)
+
+    def __init__(self) -> None:
+        self._token: Token[bool] | None = None
+
+    def __enter__(self) -> untraced:
+        self._token = in_client.set(True)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        token = self._token
+        if token is not None:
+            self._token = None
+            try:
+                in_client.reset(token)
+            except ValueError:
+                in_client.set(False)
+
+    async def __aenter__(self) -> untraced:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
 # -- URLs ---------------------------------------------------------------------------------
 
 
@@ -124,7 +160,7 @@ class Origin:
         bracketed = f"[{host}]" if ":" in host and not host.startswith("/") else host
         self.label = f"{bracketed}:{port}" if port is not None and port != default else bracketed
         netloc = f"{bracketed}:{port}" if port is not None else bracketed
-        self.prefix = f"{scheme}://{netloc}"
+        self.prefix = f"{scheme}://{netloc}" if scheme or netloc else ""  # httpx sends a relative URL as is
         lowered = host.lower()
         self.match = (lowered, f"{bracketed.lower()}:{self.port}") if self.port is not None else (lowered,)
         attrs: dict[str, Any] = {"target": self.label or scheme}
@@ -132,7 +168,8 @@ class Origin:
             attrs["server.address"] = host
         if self.port is not None:
             attrs["server.port"] = self.port
-        attrs["url.scheme"] = scheme
+        if scheme:
+            attrs["url.scheme"] = scheme
         self.attributes = attrs
 
     def __repr__(self) -> str:
@@ -285,7 +322,7 @@ def _hosts(value: Any, key: str) -> tuple[str, ...]:
         raise ConfigError(key, value, _HOST_HELP)
     out = []
     for index, item in enumerate(value):
-        if not isinstance(item, str) or not item.strip() or any(c.isspace() or c in "/?#@" for c in item):
+        if not isinstance(item, str) or not item.strip() or any(c.isspace() or c in "/#@" for c in item):
             raise ConfigError(f"{key}[{index}]", item, "expected a host name, host:port or a glob pattern of them (* ? [..])")
         out.append(item.strip().lower())
     return tuple(out)
@@ -321,6 +358,16 @@ def _span_name(method: str, label: str, template: str | None) -> str:
     return name
 
 
+def _glob(pattern: str) -> str:
+    """A host pattern as a regular expression: shell-style (``*``, ``?``, ``[..]``),
+    except that an IPv6 literal's brackets are literal (``[::1]:9000``)."""
+    if pattern.startswith("[") and "]" in pattern:
+        literal, _, tail = pattern[1:].partition("]")
+        if ":" in literal:
+            return re.escape(f"[{literal}]") + (fnmatch.translate(tail) if tail else r"\Z")
+    return fnmatch.translate(pattern)
+
+
 def _pipeline_thread() -> bool:
     """The thread is one of infratrace's connection threads (``infratrace-conn-*``):
     a driver that sends over HTTP must never be traced, or its own exports would make
@@ -341,7 +388,7 @@ class ClientTracer:
         self.propagate = options.propagate
         self.request_hook = options.request_hook
         self.response_hook = options.response_hook
-        patterns = "|".join(f"(?:{fnmatch.translate(host)})" for host in options.excluded_hosts)
+        patterns = "|".join(f"(?:{_glob(host)})" for host in options.excluded_hosts)
         self._patterns = re.compile(patterns) if patterns else None
         self._excluded: dict[Origin, bool] = {}
 
