@@ -42,6 +42,9 @@ _T = TypeVar("_T")
 ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], None]
 
 ENV_CONFIG = "INFRATRACE_CONFIG"
+LOCAL_CONFIG = "infratrace.toml"  # looked for in the working directory when $INFRATRACE_CONFIG is unset
+DEFAULTS = "<defaults>"  # the source of a configuration made when no file was found
+WHERE_LOOKED = f"${ENV_CONFIG} is unset and there is no ./{LOCAL_CONFIG}"
 DEFAULT_FORMAT = "%time% [%status%] %name% trace=%traceId% span=%spanId% cost=%costMs%ms"
 DEFAULT_BUFFER = 1024
 DEFAULT_TIMEOUT = 0.2
@@ -98,7 +101,7 @@ class ConnectionConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     setting: Mapping[str, Any] = field(default_factory=dict)
     resource: Mapping[str, Any] = field(default_factory=dict)
-    source: str = "<defaults>"
+    source: str = DEFAULTS
     path: str = "trace"  # where it stands in the TOML: "trace" or "trace.<name>"
     # None when the config was made by hand: drivers then read ``setting`` themselves.
     settings: Any = None
@@ -131,7 +134,10 @@ def _read_document(source: ConfigSource) -> tuple[Mapping[str, Any], str]:
     if source is None:
         env = os.environ.get(ENV_CONFIG, "").strip()
         if not env:
-            return {}, "<defaults>"
+            local = Path(LOCAL_CONFIG)
+            if local.is_file():  # ./infratrace.toml: found by every process started here
+                return _parse_toml(_read_text(local), str(local.resolve())), str(local.resolve())
+            return {}, DEFAULTS
         source = Path(env)
         try:
             readable = source.is_file()
@@ -143,16 +149,19 @@ def _read_document(source: ConfigSource) -> tuple[Mapping[str, Any], str]:
         return source, "<mapping>"
     if isinstance(source, os.PathLike) or (isinstance(source, str) and _looks_like_path(source)):
         path = Path(source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError("<file>", str(path), f"cannot be read ({exc.strerror or exc})") from None
-        except (ValueError, UnicodeDecodeError) as exc:  # a NUL byte in the name; not UTF-8 text
-            raise ConfigError("<file>", str(path), f"cannot be read ({exc})") from None
-        return _parse_toml(text, str(path)), str(path)
+        return _parse_toml(_read_text(path), str(path)), str(path)
     if isinstance(source, str):
         return _parse_toml(source, "<string>"), "<string>"
     raise ConfigError("<source>", source, "expected a TOML file path, a TOML string or a mapping", "configure()")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("<file>", str(path), f"cannot be read ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # a NUL byte in the name; not UTF-8 text
+        raise ConfigError("<file>", str(path), f"cannot be read ({exc})") from None
 
 
 def _looks_like_path(text: str) -> bool:
@@ -169,7 +178,8 @@ def _parse_toml(text: str, source: str) -> Mapping[str, Any]:
 def load_config(source: ConfigSource = None) -> Config:
     """Read and validate a configuration: a TOML file path, a TOML string, a parsed
     mapping (``{"trace": {...}, "infratrace": {...}}``), or — with ``None`` — the file
-    named by ``$INFRATRACE_CONFIG`` (defaults when unset). Keys outside ``[trace]``,
+    named by ``$INFRATRACE_CONFIG``, else ``./infratrace.toml``, else the defaults (one
+    console connection; ``Config.source`` is then ``"<defaults>"``). Keys outside ``[trace]``,
     ``[infratrace]`` and ``[limits]`` are ignored, so an application's own config file
     can be used. The environment variables of :mod:`infratrace._environment` are
     applied here too."""

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from . import _spandata
 from ._budget import _active as _active_budget
 from ._budget import dropped_total
-from ._config import Config, load_config
+from ._config import DEFAULTS, WHERE_LOOKED, Config, load_config
 from ._environment import disabled_by_environment
 from ._errors import ConfigError
 from ._pipeline import Pipeline
@@ -251,6 +251,8 @@ class Tracer:
             if isinstance(exc, ConfigError):
                 raise exc.with_source(config.source) from None
             raise
+        if config.source == DEFAULTS and config.enabled:
+            _say_no_configuration_once()
         limits = config.limits
         _spandata.set_limits(limits.attributes, limits.value_length, limits.list_items)
         set_propagators(config.propagators)
@@ -345,6 +347,19 @@ class Tracer:
                 self.configure(config)
             except Exception as exc:
                 print(f"infratrace: could not restart tracing after fork: {exc}", file=sys.stderr)
+
+
+_said_no_configuration = False
+
+
+def _say_no_configuration_once() -> None:
+    """A process tracing on the defaults says so once: a worker started without the
+    web process's configuration would otherwise write its spans to the console only,
+    and its half of every trace would be missing from the file without a word."""
+    global _said_no_configuration
+    if not _said_no_configuration:
+        _said_no_configuration = True
+        print(f"infratrace: no configuration found ({WHERE_LOOKED}); spans go to the console only", file=sys.stderr)
 
 
 def _not_traced(name: str, parent: Parent | None, current: bool) -> NonRecordingSpan:

@@ -184,3 +184,21 @@ def test_disabled_before_any_configuration_too():
         OTEL_SDK_DISABLED="TRUE",
     )
     assert result.stdout.split() == ["NonRecordingSpan", "0"], result.stderr
+
+
+def test_a_local_infratrace_toml_is_found_and_a_process_without_configuration_says_so(tmp_path):
+    import os
+
+    code = "import infratrace\nwith infratrace.begin('x'): pass\nwith infratrace.begin('y'): pass\ninfratrace.force_flush(5)\nprint(infratrace.get_hook().config.source)"
+    environ = {k: v for k, v in os.environ.items() if k not in OTEL_AND_OURS and k != "INFRATRACE_CONFIG"}
+    bare = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60)
+    assert bare.stdout.splitlines()[-1] == "<defaults>"
+    warning = "infratrace: no configuration found ($INFRATRACE_CONFIG is unset and there is no ./infratrace.toml); spans go to the console only"
+    assert bare.stderr.splitlines() == [warning]  # once, not per span
+    (tmp_path / "infratrace.toml").write_text(
+        f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{tmp_path}/t.jsonl"\n'
+    )
+    found = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=60)
+    assert found.stderr == ""
+    assert found.stdout.splitlines()[-1] == str((tmp_path / "infratrace.toml").resolve())
+    assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 2
