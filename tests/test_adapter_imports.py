@@ -29,7 +29,7 @@ import infratrace
 from infratrace import NonRecordingSpan, Span, SpanBudget, SpanContext, Tracer
 
 ROOT = Path(__file__).resolve().parent.parent
-ADAPTERS = ("asgi", "django", "flask", "celery", "http")
+ADAPTERS = ("asgi", "django", "flask", "celery", "http", "sqlalchemy")
 ALLOWED_MODULES = frozenset({"infratrace", "infratrace.instrumentation"})
 SKIPPED_DIRS = frozenset({"build", "dist", "__pycache__", ".tox", ".venv"})
 ATTRIBUTE_FUNCTIONS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
