@@ -1,8 +1,11 @@
 """TOML configuration → validated, immutable objects.
 
-Every check happens here, in ``load_config()`` (which ``configure()`` and ``infratrace
-check`` both call), driver settings included: an error names the source, the key path,
-the value and what is allowed, and no span is ever written under a half-valid config.
+Every check happens here, in ``load_config()`` (which ``configure()`` calls), driver
+settings included: an error names the source, the key path, the value and what is
+allowed, and no span is ever written under a half-valid config. ``check_config()``
+runs the same checks without stopping at the first error (``infratrace check``): each
+check reports its error through :func:`_reject`, which raises, or — under
+``check_config()`` — records it and lets the check carry on with a safe value.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import difflib
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar, Union
@@ -34,6 +38,7 @@ __all__ = [
     "ConnectionConfig",
     "SampleConfig",
     "SampleRule",
+    "check_config",
     "load_config",
 ]
 
@@ -127,6 +132,31 @@ class Config:
     propagators: tuple[str, ...] = PROPAGATOR_NAMES  # which of traceparent/tracestate and baggage travel
 
 
+# -- errors: raised at once, or all collected -------------------------------------------
+
+# Set by check_config() only: the errors found so far.
+_collected: ContextVar[list[ConfigError] | None] = ContextVar("infratrace_config_errors", default=None)
+
+
+def _reject(error: ConfigError) -> None:
+    """Raise ``error``; under :func:`check_config`, record it and return, so the check
+    carries on with a safe value and the rest of the configuration is still checked."""
+    found = _collected.get()
+    if found is None:
+        raise error
+    found.append(error)
+
+
+def _checked(step: Callable[[], _T], fallback: _T) -> _T:
+    """``step()``, or — when it raises a ``ConfigError`` under :func:`check_config` —
+    ``fallback``, with the error recorded."""
+    try:
+        return step()
+    except ConfigError as exc:
+        _reject(exc)
+        return fallback
+
+
 # -- loading ------------------------------------------------------------------------
 
 
@@ -190,18 +220,38 @@ def load_config(source: ConfigSource = None) -> Config:
         raise exc.with_source(origin) from None
 
 
+def check_config(source: ConfigSource = None) -> tuple[Config | None, list[ConfigError]]:
+    """:func:`load_config` without stopping at the first error: ``(config, [])`` when
+    the source is valid, else ``(None, errors)`` with every error found, each the one
+    ``configure()`` would raise for it. A source that cannot be read or parsed is one
+    error."""
+    try:
+        document, origin = _read_document(source)
+    except ConfigError as exc:
+        return None, [exc]
+    found: list[ConfigError] = []
+    token = _collected.set(found)
+    try:
+        config: Config | None = _checked(lambda: _build(document, origin), None)
+    finally:
+        _collected.reset(token)
+    return (None if found else config), [error.with_source(origin) for error in found]
+
+
 def _limits(table: Any) -> Limits:
     if table is None:
         return Limits()
     if not isinstance(table, Mapping):
-        raise ConfigError("limits", table, "expected a table ([limits]) with " + ", ".join(LIMIT_KEYS))
+        _reject(ConfigError("limits", table, "expected a table ([limits]) with " + ", ".join(LIMIT_KEYS)))
+        return Limits()
     values: dict[str, int] = {}
     for key, value in table.items():
         if key not in LIMIT_KEYS:
-            raise ConfigError(f"limits.{key}", value, "unknown key; valid keys: " + ", ".join(LIMIT_KEYS))
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000_000:
-            raise ConfigError(f"limits.{key}", value, "expected a whole number >= 1")
-        values[key] = value
+            _reject(ConfigError(f"limits.{key}", value, "unknown key; valid keys: " + ", ".join(LIMIT_KEYS)))
+        elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000_000:
+            _reject(ConfigError(f"limits.{key}", value, "expected a whole number >= 1"))
+        else:
+            values[key] = value
     return Limits(**values)
 
 
@@ -217,7 +267,7 @@ def _misspelt_tables(document: Mapping[str, Any]) -> None:
             continue
         match = difflib.get_close_matches(key.lower(), TOP_LEVEL_TABLES, n=1, cutoff=0.6)
         if match:
-            raise ConfigError(key, value, f"unknown table; did you mean [{match[0]}]?")
+            _reject(ConfigError(key, value, f"unknown table; did you mean [{match[0]}]?"))
 
 
 _OUR_KEYS = frozenset(CONNECTION_KEYS) | frozenset(RESOURCE_KEYS) | frozenset(LIMIT_KEYS)
@@ -242,7 +292,8 @@ def _build(document: Mapping[str, Any], origin: str) -> Config:
     if trace is None:
         trace = {}
     if not isinstance(trace, Mapping):
-        raise ConfigError("trace", trace, "expected a table ([trace])")
+        _reject(ConfigError("trace", trace, "expected a table ([trace])"))
+        trace = {}
     top: dict[str, Any] = {}
     named: dict[str, Mapping[str, Any]] = {}
     for key, value in trace.items():
@@ -251,19 +302,23 @@ def _build(document: Mapping[str, Any], origin: str) -> Config:
         elif isinstance(value, Mapping):
             named[key] = value
         else:
-            raise ConfigError(
-                f"trace.{key}",
-                value,
-                "unknown key; a connection is a table ([trace.<name>]) and the keys of one are " + ", ".join(CONNECTION_KEYS),
+            _reject(
+                ConfigError(
+                    f"trace.{key}",
+                    value,
+                    "unknown key; a connection is a table ([trace.<name>]) and the keys of one are " + ", ".join(CONNECTION_KEYS),
+                )
             )
     connections: list[ConnectionConfig] = []
     if top or not named:
         if "default" in named:
-            raise ConfigError(
-                "trace.default",
-                dict(named["default"]),
-                "keys directly under [trace] already form the connection named 'default'; "
-                "move them into [trace.default] or rename the table",
+            _reject(
+                ConfigError(
+                    "trace.default",
+                    dict(named["default"]),
+                    "keys directly under [trace] already form the connection named 'default'; "
+                    "move them into [trace.default] or rename the table",
+                )
             )
         connections.append(_connection("default", top, "trace", origin, resource, env))
     for name, table in named.items():
@@ -276,48 +331,54 @@ def _connection(
 ) -> ConnectionConfig:
     for key in table:
         if key not in CONNECTION_KEYS:
-            raise ConfigError(f"{prefix}.{key}", table[key], "unknown key; valid keys: " + ", ".join(CONNECTION_KEYS))
+            _reject(ConfigError(f"{prefix}.{key}", table[key], "unknown key; valid keys: " + ", ".join(CONNECTION_KEYS)))
     driver = table.get("driver", "default")
+    schema: type[Any] | None = None
     if not isinstance(driver, str) or not driver:
-        raise ConfigError(f"{prefix}.driver", driver, "expected a driver name (a string)")
-    # An unknown driver fails here, not when configure() builds it.
-    schema = driver_settings_schema(driver, f"{prefix}.driver")
+        _reject(ConfigError(f"{prefix}.driver", driver, "expected a driver name (a string)"))
+    else:
+        # An unknown driver fails here, not when configure() builds it.
+        schema = _checked(lambda: driver_settings_schema(driver, f"{prefix}.driver"), None)
     json_ = table.get("json", False)
     if not isinstance(json_, bool):
-        raise ConfigError(f"{prefix}.json", json_, "expected true or false")
+        _reject(ConfigError(f"{prefix}.json", json_, "expected true or false"))
     flag = table.get("flag", "")
     if not isinstance(flag, str):
-        raise ConfigError(f"{prefix}.flag", flag, "expected a string")
+        _reject(ConfigError(f"{prefix}.flag", flag, "expected a string"))
     fmt = table.get("format", DEFAULT_FORMAT)
     if not isinstance(fmt, str):
-        raise ConfigError(f"{prefix}.format", fmt, "expected a string with %field% placeholders")
-    for placeholder in format_placeholders(fmt):
-        if field_getter(placeholder) is None:
-            raise ConfigError(f"{prefix}.format", fmt, f"unknown placeholder %{placeholder}%; expected {FIELD_HELP}")
+        _reject(ConfigError(f"{prefix}.format", fmt, "expected a string with %field% placeholders"))
+    else:
+        for placeholder in format_placeholders(fmt):
+            if field_getter(placeholder) is None:
+                _reject(ConfigError(f"{prefix}.format", fmt, f"unknown placeholder %{placeholder}%; expected {FIELD_HELP}"))
     buffer = table.get("buffer", DEFAULT_BUFFER)
     if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
-        raise ConfigError(f"{prefix}.buffer", buffer, "expected a whole number of spans >= 1")
+        _reject(ConfigError(f"{prefix}.buffer", buffer, "expected a whole number of spans >= 1"))
     timeout = _duration(table, "timeout", prefix, DEFAULT_TIMEOUT)
     if timeout <= 0:
-        raise ConfigError(f"{prefix}.timeout", table.get("timeout"), f"expected a positive duration: {DURATION_HELP}")
+        _reject(ConfigError(f"{prefix}.timeout", table.get("timeout"), f"expected a positive duration: {DURATION_HELP}"))
     overflow = table.get("overflow", "")
     if overflow != "" and overflow not in OVERFLOW_POLICIES:
-        raise ConfigError(f"{prefix}.overflow", overflow, "expected one of " + ", ".join(f'"{p}"' for p in OVERFLOW_POLICIES))
+        _reject(ConfigError(f"{prefix}.overflow", overflow, "expected one of " + ", ".join(f'"{p}"' for p in OVERFLOW_POLICIES)))
     setting = table.get("setting", {})
     if not isinstance(setting, Mapping):
-        raise ConfigError(f"{prefix}.setting", setting, "expected a table of driver options")
-    settings = dict(setting) if schema is None else parse_settings(schema, setting, f"{prefix}.setting")
+        _reject(ConfigError(f"{prefix}.setting", setting, "expected a table of driver options"))
+        setting = {}
+    settings = dict(setting) if schema is None else parse_settings(schema, setting, f"{prefix}.setting", errors=_collected.get())
     return ConnectionConfig(
         name=name,
         driver=driver,
         json=json_,
         format=fmt,
         flag=flag,
-        fields=_fields(table.get("fields"), f"{prefix}.fields"),
+        fields=_checked(lambda: _fields(table.get("fields"), f"{prefix}.fields"), None),
         buffer=buffer,
         timeout=timeout,
         overflow=overflow,
-        sample=_environment_sample(_sample(table.get("sample", env.default_sample or 1.0), f"{prefix}.sample"), env),
+        sample=_environment_sample(
+            _checked(lambda: _sample(table.get("sample", env.default_sample or 1.0), f"{prefix}.sample"), SampleConfig()), env
+        ),
         setting=dict(setting),
         resource=resource,
         source=origin,
@@ -342,7 +403,8 @@ def _duration(table: Mapping[str, Any], key: str, prefix: str, default: float) -
     try:
         return parse_duration(table[key])
     except ValueError:
-        raise ConfigError(f"{prefix}.{key}", table[key], f"expected {DURATION_HELP}") from None
+        _reject(ConfigError(f"{prefix}.{key}", table[key], f"expected {DURATION_HELP}"))
+        return default
 
 
 def _fields(value: Any, key: str) -> tuple[str, ...] | dict[str, str] | None:
@@ -352,85 +414,90 @@ def _fields(value: Any, key: str) -> tuple[str, ...] | dict[str, str] | None:
         out: dict[str, str] = {}
         for src, dst in value.items():
             if field_getter(src) is None:
-                raise ConfigError(f"{key}.{src}", dst, f"unknown field {src!r}; expected {FIELD_HELP}")
-            if not isinstance(dst, str) or not dst:
-                raise ConfigError(f"{key}.{src}", dst, "expected the new name of the field (a non-empty string)")
-            out[src] = dst
+                _reject(ConfigError(f"{key}.{src}", dst, f"unknown field {src!r}; expected {FIELD_HELP}"))
+            elif not isinstance(dst, str) or not dst:
+                _reject(ConfigError(f"{key}.{src}", dst, "expected the new name of the field (a non-empty string)"))
+            else:
+                out[src] = dst
         return out
     if isinstance(value, (list, tuple)):
         for index, name in enumerate(value):
             if not isinstance(name, str) or field_getter(name) is None:
-                raise ConfigError(f"{key}[{index}]", name, f"unknown field; expected {FIELD_HELP}")
+                _reject(ConfigError(f"{key}[{index}]", name, f"unknown field; expected {FIELD_HELP}"))
         if not value:
-            raise ConfigError(key, value, "expected at least one field name")
+            _reject(ConfigError(key, value, "expected at least one field name"))
         return tuple(value)
-    raise ConfigError(key, value, 'expected a list of field names or a table of renames { old = "new" }')
+    _reject(ConfigError(key, value, 'expected a list of field names or a table of renames { old = "new" }'))
+    return None
 
 
 def _ratio(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(key, value, "expected a number between 0 and 1")
-    if value != value:  # NaN
-        raise ConfigError(key, value, "expected a number between 0 and 1")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:  # NaN too
+        _reject(ConfigError(key, value, "expected a number between 0 and 1"))
+        return 1.0
     return min(1.0, max(0.0, float(value)))
 
 
 def _sample(value: Any, key: str) -> SampleConfig:
     if not isinstance(value, Mapping):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(key, value, "expected a number between 0 and 1 or a table with rate/error/key/rules")
+            _reject(ConfigError(key, value, "expected a number between 0 and 1 or a table with rate/error/key/rules"))
+            return SampleConfig()
         return SampleConfig(rate=_ratio(value, key))
     for sub in value:
         if sub not in SAMPLE_KEYS:
-            raise ConfigError(f"{key}.{sub}", value[sub], "unknown key; valid keys: " + ", ".join(SAMPLE_KEYS))
+            _reject(ConfigError(f"{key}.{sub}", value[sub], "unknown key; valid keys: " + ", ".join(SAMPLE_KEYS)))
     if "rate" in value and "sample" in value:
-        raise ConfigError(f"{key}.sample", value["sample"], "'sample' is an alias of 'rate'; set only one")
+        _reject(ConfigError(f"{key}.sample", value["sample"], "'sample' is an alias of 'rate'; set only one"))
     rate_key = "rate" if "rate" in value else "sample"
     rate = _ratio(value.get(rate_key, 1.0), f"{key}.{rate_key}")
     error = value.get("error", True)
     if not isinstance(error, bool):
-        raise ConfigError(f"{key}.error", error, "expected true or false")
+        _reject(ConfigError(f"{key}.error", error, "expected true or false"))
     hash_key = value.get("key", "trace_id")
     if hash_key not in SAMPLE_HASH_KEYS:
-        raise ConfigError(f"{key}.key", hash_key, "expected one of " + ", ".join(SAMPLE_HASH_KEYS))
+        _reject(ConfigError(f"{key}.key", hash_key, "expected one of " + ", ".join(SAMPLE_HASH_KEYS)))
     rules_value = value.get("rules", [])
     if not isinstance(rules_value, (list, tuple)):
-        raise ConfigError(f"{key}.rules", rules_value, "expected a list of tables { name = ..., sample = ... }")
+        _reject(ConfigError(f"{key}.rules", rules_value, "expected a list of tables { name = ..., sample = ... }"))
+        rules_value = []
     rules = tuple(_rule(rule, f"{key}.rules[{i}]") for i, rule in enumerate(rules_value))
     slow = _duration(value, "slow", key, 0.0)
     if slow < 0 or slow != slow or slow == float("inf"):
-        raise ConfigError(f"{key}.slow", value.get("slow"), f"expected a positive duration: {DURATION_HELP}")
+        _reject(ConfigError(f"{key}.slow", value.get("slow"), f"expected a positive duration: {DURATION_HELP}"))
     parent = value.get("parent", "honor")
     if parent not in SAMPLE_PARENT_MODES:
-        raise ConfigError(f"{key}.parent", parent, 'expected "honor" (an incoming sampled flag decides) or "ignore"')
+        _reject(ConfigError(f"{key}.parent", parent, 'expected "honor" (an incoming sampled flag decides) or "ignore"'))
     salt = value.get("salt", "")
     if not isinstance(salt, str):
-        raise ConfigError(f"{key}.salt", salt, "expected a string (the same in every process that must agree)")
+        _reject(ConfigError(f"{key}.salt", salt, "expected a string (the same in every process that must agree)"))
     limits = {}
     for name, default in (("pending_spans", DEFAULT_PENDING_SPANS), ("pending_traces", DEFAULT_PENDING_TRACES)):
         limit = value.get(name, default)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigError(f"{key}.{name}", limit, "expected a whole number >= 1")
+            _reject(ConfigError(f"{key}.{name}", limit, "expected a whole number >= 1"))
         limits[name] = limit
     return SampleConfig(rate=rate, error=error, slow=slow, key=hash_key, parent=parent, salt=salt, rules=rules, **limits)
 
 
 def _rule(rule: Any, key: str) -> SampleRule:
     if not isinstance(rule, Mapping):
-        raise ConfigError(key, rule, 'expected a table { name = "http:*", sample = 0.1, attrs = { ... } }')
+        _reject(ConfigError(key, rule, 'expected a table { name = "http:*", sample = 0.1, attrs = { ... } }'))
+        return SampleRule("", 1.0)
     for sub in rule:
         if sub not in RULE_KEYS:
-            raise ConfigError(f"{key}.{sub}", rule[sub], "unknown key; valid keys: " + ", ".join(RULE_KEYS))
+            _reject(ConfigError(f"{key}.{sub}", rule[sub], "unknown key; valid keys: " + ", ".join(RULE_KEYS)))
     name = rule.get("name", "")
     if not isinstance(name, str):
-        raise ConfigError(f"{key}.name", name, "expected a span name or a glob (fnmatch: *, ?, [...])")
+        _reject(ConfigError(f"{key}.name", name, "expected a span name or a glob (fnmatch: *, ?, [...])"))
     if "sample" not in rule and "rate" not in rule:
-        raise ConfigError(f"{key}.sample", None, "a rule needs a sample ratio between 0 and 1")
+        _reject(ConfigError(f"{key}.sample", None, "a rule needs a sample ratio between 0 and 1"))
     ratio_key = "sample" if "sample" in rule else "rate"
-    ratio = _ratio(rule[ratio_key], f"{key}.{ratio_key}")
+    ratio = _ratio(rule.get(ratio_key, 1.0), f"{key}.{ratio_key}")
     attrs = rule.get("attrs", {})
     if not isinstance(attrs, Mapping):
-        raise ConfigError(f"{key}.attrs", attrs, "expected a table of attribute = value")
+        _reject(ConfigError(f"{key}.attrs", attrs, "expected a table of attribute = value"))
+        attrs = {}
     return SampleRule(name, ratio, tuple((str(k), _attr_text(v)) for k, v in attrs.items()))
 
 
@@ -445,15 +512,17 @@ def _resource(table: Any, env: Environment) -> dict[str, Any]:
     if table is None:
         table = {}
     if not isinstance(table, Mapping):
-        raise ConfigError("infratrace", table, "expected a table ([infratrace]) with " + ", ".join(RESOURCE_KEYS))
+        _reject(ConfigError("infratrace", table, "expected a table ([infratrace]) with " + ", ".join(RESOURCE_KEYS)))
+        table = {}
     for key, value in table.items():
         if key not in RESOURCE_KEYS:
-            raise ConfigError(f"infratrace.{key}", value, "unknown key; valid keys: " + ", ".join(RESOURCE_KEYS))
-        if key != "attributes" and not isinstance(value, str):
-            raise ConfigError(f"infratrace.{key}", value, "expected a string")
+            _reject(ConfigError(f"infratrace.{key}", value, "unknown key; valid keys: " + ", ".join(RESOURCE_KEYS)))
+        elif key != "attributes" and not isinstance(value, str):
+            _reject(ConfigError(f"infratrace.{key}", value, "expected a string"))
     extra = table.get("attributes", {})
     if not isinstance(extra, Mapping):
-        raise ConfigError("infratrace.attributes", extra, "expected a table of resource attributes")
+        _reject(ConfigError("infratrace.attributes", extra, "expected a table of resource attributes"))
+        extra = {}
     table = {**table, **(env.resource_overrides or {})}
     otel = env.resource_attributes or {}
     service = table.get("service") or env.service_name or otel.get("service.name") or table.get("project") or _program_name()

@@ -34,7 +34,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._errors import ConfigError
 from ._units import DURATION_HELP, SIZE_HELP, parse_duration, parse_size
@@ -258,35 +258,66 @@ def schema_fields(schema: type[Any]) -> tuple[tuple[str, Setting], ...]:
     return result
 
 
-def parse_settings(schema: type[S], table: Mapping[str, Any], prefix: str, source: str | None = None) -> S:
+@overload
+def parse_settings(schema: type[S], table: Mapping[str, Any], prefix: str, source: str | None = None) -> S: ...
+
+
+@overload
+def parse_settings(
+    schema: type[S], table: Mapping[str, Any], prefix: str, source: str | None = None, *, errors: list[ConfigError] | None
+) -> S | None: ...
+
+
+def parse_settings(
+    schema: type[S], table: Mapping[str, Any], prefix: str, source: str | None = None, *, errors: list[ConfigError] | None = None
+) -> S | None:
     """Check a ``setting`` table against ``schema`` and return the schema's instance.
 
     Every key must be a field or one of its aliases (set once), every value of the
     field's kind; then the schema's own ``validate(given)`` runs. A bad key raises
     :class:`ConfigError` naming ``<prefix>.<key>`` as written, the value, and what is
-    allowed."""
+    allowed. With an ``errors`` list (``infratrace check``) nothing is raised: every
+    bad key is appended to it, and ``None`` returned when there was one; ``validate``
+    runs only when every key was good (its checks span keys)."""
+    found: list[ConfigError] | None = None if errors is None else []
+    instance: S | None = None
     try:
-        return _parse(schema, table)
+        instance = _parse(schema, table, found)
     except ConfigError as exc:
-        raise ConfigError(f"{prefix}.{exc.key}", exc.value, exc.expected, source) from None
+        if found is None:
+            raise ConfigError(f"{prefix}.{exc.key}", exc.value, exc.expected, source) from None
+        found.append(exc)
+    if errors is not None and found:
+        errors.extend(ConfigError(f"{prefix}.{exc.key}", exc.value, exc.expected, source) for exc in found)
+        return None
+    return instance
 
 
-def _parse(schema: type[S], table: Mapping[str, Any]) -> S:
+def _parse(schema: type[S], table: Mapping[str, Any], found: list[ConfigError] | None = None) -> S:
+    """The instance; each bad key raises, or — with ``found`` — is appended to it and
+    the next key checked (then ``validate`` is skipped)."""
     fields = schema_fields(schema)
     by_key = {name: (field_name, spec) for field_name, spec in fields for name in (field_name, *spec.aliases)}
     values: dict[str, Any] = {}
     given: dict[str, str] = {}
     for key, value in table.items():
-        found = by_key.get(key)
-        if found is None:
-            valid = ", ".join(sorted(by_key)) or "none (this driver has no settings)"
-            raise ConfigError(key, value, f"unknown key; valid keys: {valid}")
-        field_name, spec = found
-        if field_name in given:
-            raise ConfigError(key, value, f"{given[field_name]!r} and {key!r} are the same setting; set only one")
-        values[field_name] = spec.convert(key, value)
-        given[field_name] = key
+        try:
+            entry = by_key.get(key)
+            if entry is None:
+                valid = ", ".join(sorted(by_key)) or "none (this driver has no settings)"
+                raise ConfigError(key, value, f"unknown key; valid keys: {valid}")
+            field_name, spec = entry
+            if field_name in given:
+                raise ConfigError(key, value, f"{given[field_name]!r} and {key!r} are the same setting; set only one")
+            values[field_name] = spec.convert(key, value)
+            given[field_name] = key
+        except ConfigError as exc:
+            if found is None:
+                raise
+            found.append(exc)
     instance = schema(**values)
+    if found:
+        return instance
     validate: Callable[[Mapping[str, str]], Any] | None = getattr(instance, "validate", None)
     if validate is not None:
         instance = validate(MappingProxyType(given))
