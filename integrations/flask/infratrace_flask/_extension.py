@@ -1,14 +1,24 @@
 """The Flask extension: ``InfraTrace(app)`` or ``InfraTrace().init_app(app)``.
 
-It configures infratrace, validates the options, wraps ``app.wsgi_app`` in the
-``http:`` middleware and connects the few Flask hooks that know the matched rule,
-the endpoint, the unhandled exception and the final response."""
+It configures infratrace, validates the options, puts the ``http:`` middleware around
+``app.wsgi_app`` and connects the few Flask hooks that know the matched rule, the
+endpoint, the unhandled exception and the final response.
+
+Nothing it keeps on the app refers back to the app: Flask frees an app as soon as its
+last reference goes, without the garbage collector, and so it does with the extension.
+``app.wsgi_app`` as Flask defines it is traced by ``Flask.wsgi_app`` itself (replaced
+once, it calls the app's middleware when the app has one, else Flask's own method), so
+no wrapper holding the app is stored on the app; a ``wsgi_app`` the app has of its own
+(a WSGI middleware installed before the extension, a subclass's override) is wrapped
+on the app as before. The app's state and its ``process_response`` wrapper hold the
+app weakly (they are only called through the app)."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from typing import Any
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import flask
 import flask.signals
@@ -23,6 +33,9 @@ from ._middleware import RequestTrace, TraceMiddleware, current_request
 from ._middleware import _request as _request_var
 from ._views import is_wrapped, wrap_view
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
 __all__ = ["APP_CONFIG_KEY", "OPTIONS_CONFIG_KEY", "AppTracing", "InfraTrace"]
 
 APP_CONFIG_KEY = "INFRATRACE"  # infratrace's own configuration (TOML path/string/mapping)
@@ -33,16 +46,33 @@ EXTRA_KEYS = ("signals", "signals_exclude")
 class AppTracing:
     """Per-application state, kept in ``app.extensions["infratrace"]``."""
 
-    __slots__ = ("_lock", "app", "options", "request_hook_connected", "signals", "traced_signal_ids", "views_wrapped")
+    __slots__ = (
+        "_app",
+        "_lock",
+        "middleware",
+        "options",
+        "request_hook_connected",
+        "signals",
+        "traced_signal_ids",
+        "views_wrapped",
+    )
 
     def __init__(self, app: Flask, options: WebOptions, signals: tuple[_signals.TracedSignal, ...]) -> None:
-        self.app = app
+        self._app = weakref.ref(app)
+        # The http: middleware Flask.wsgi_app calls for this app (None: it is wrapped
+        # around the app's own wsgi_app attribute instead).
+        self.middleware: TraceMiddleware | None = None
         self.options = options
         self.signals = signals
         self.traced_signal_ids = frozenset(id(traced.signal) for traced in signals)
         self.views_wrapped = False
         self.request_hook_connected = False
         self._lock = threading.Lock()
+
+    @property
+    def app(self) -> Flask | None:
+        """The app (held weakly: None once it is gone)."""
+        return self._app()
 
     def wrap_views(self) -> None:
         """Give every view its ``web:`` wrapper, once, at the first request: routes
@@ -52,7 +82,8 @@ class AppTracing:
             if self.views_wrapped:
                 return
             try:
-                views = self.app.view_functions
+                app = self.app
+                views = app.view_functions if app is not None else {}
                 for endpoint, view in list(views.items()):
                     if not is_wrapped(view):
                         views[endpoint] = wrap_view(view, endpoint, self.options.service)
@@ -104,9 +135,50 @@ class InfraTrace:
             return existing
         tracing = AppTracing(app, web_options, signals)
         app.extensions[_signals.EXTENSION_KEY] = tracing
-        app.wsgi_app = TraceMiddleware(app.wsgi_app, tracing)  # type: ignore[method-assign]
+        if "wsgi_app" not in vars(app) and getattr(type(app), "wsgi_app", None) in (_FLASK_WSGI_APP, _traced_wsgi_app):
+            _hook_flask_wsgi_app()
+            tracing.middleware = TraceMiddleware(_FlaskWsgiApp(app), tracing)
+        else:  # the app's own wsgi_app: wrapped where it is
+            app.wsgi_app = TraceMiddleware(app.wsgi_app, tracing)  # type: ignore[method-assign]
         _connect_hooks(app, tracing)
         return tracing
+
+
+_FLASK_WSGI_APP: Callable[..., Iterable[bytes]] = Flask.wsgi_app
+
+
+def _traced_wsgi_app(self: Flask, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """``Flask.wsgi_app`` once the extension is used: the app's ``http:`` middleware
+    when it has one (which calls Flask's method), else Flask's method."""
+    tracing = self.extensions.get(_signals.EXTENSION_KEY)
+    middleware = tracing.middleware if type(tracing) is AppTracing else None
+    if middleware is None:
+        return _FLASK_WSGI_APP(self, environ, start_response)
+    return middleware(environ, start_response)
+
+
+_traced_wsgi_app.__doc__ = _FLASK_WSGI_APP.__doc__
+_traced_wsgi_app.__wrapped__ = _FLASK_WSGI_APP  # type: ignore[attr-defined]
+_hook_lock = threading.Lock()
+
+
+def _hook_flask_wsgi_app() -> None:
+    with _hook_lock:
+        if Flask.__dict__.get("wsgi_app") is _FLASK_WSGI_APP:
+            Flask.wsgi_app = _traced_wsgi_app  # type: ignore[method-assign]
+
+
+class _FlaskWsgiApp:
+    """Flask's own ``wsgi_app`` of one app, inside its middleware: it holds the app
+    weakly (it is called only through the app, which is alive then)."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Flask) -> None:
+        self.app = weakref.ref(app)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return _FLASK_WSGI_APP(self.app(), environ, start_response)
 
 
 def _load_options(app: Flask, options: Mapping[str, Any]) -> tuple[WebOptions, tuple[_signals.TracedSignal, ...]]:
@@ -160,10 +232,13 @@ def _connect_hooks(app: Flask, tracing: AppTracing) -> None:
     # and what the response hook wants. Wrapping it costs one call per request; an
     # after_request function costs Flask an ensure_sync() (inspect's
     # iscoroutinefunction, five more calls) on top of the call itself.
-    process_response = app.process_response
+    process_response: Callable[..., flask.Response] = app.process_response
+    owner: weakref.ref[Flask] | None = None
+    if getattr(process_response, "__self__", None) is app:  # the app's method, kept without the app
+        process_response, owner = process_response.__func__, weakref.ref(app)  # type: ignore[attr-defined]
 
     def traced_process_response(response: flask.Response) -> flask.Response:
-        response = process_response(response)
+        response = process_response(owner(), response) if owner is not None else process_response(response)
         trace = _current_request()
         if trace is not None:
             try:
