@@ -147,7 +147,6 @@ def test_no_host(span_file: Any) -> None:
     (span,) = client_spans(out.spans())
     assert span["name"] == "client:GET" and span["status"] == "error"
     assert span["attributes"] == {
-        "target": "",
         "http.request.method": "GET",
         "url.full": "/x",
         "error.type": "UnsupportedProtocol",

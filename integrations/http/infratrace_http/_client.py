@@ -147,7 +147,7 @@ class Origin:
     span's name and ``server.*``/``url.scheme`` attributes need, and the start of
     ``url.full`` (userinfo removed)."""
 
-    __slots__ = ("address", "attributes", "label", "match", "port", "prefix", "scheme")
+    __slots__ = ("address", "attributes", "label", "match", "names", "port", "prefix", "scheme")
 
     def __init__(self, scheme: str, host: str, port: int | None) -> None:
         scheme = scheme.lower()
@@ -163,7 +163,7 @@ class Origin:
         self.prefix = f"{scheme}://{netloc}" if scheme or netloc else ""  # httpx sends a relative URL as is
         lowered = host.lower()
         self.match = (lowered, f"{bracketed.lower()}:{self.port}") if self.port is not None else (lowered,)
-        attrs: dict[str, Any] = {"target": self.label or scheme}
+        attrs: dict[str, Any] = {}
         if host:
             attrs["server.address"] = host
         if self.port is not None:
@@ -171,6 +171,18 @@ class Origin:
         if scheme:
             attrs["url.scheme"] = scheme
         self.attributes = attrs
+        # method as sent -> (normalized method, span name without a template)
+        self.names: dict[str, tuple[str, str]] = {}
+
+    def name(self, method: str, template: str | None) -> tuple[str, str]:
+        """The normalized method and the span's name."""
+        normalized = normalize_method(method)
+        name = f"client:{normalized} {self.label}" if self.label else f"client:{normalized}"
+        if template:
+            return normalized, f"{name} {template}"
+        if len(self.names) < 32:  # a handful of methods; bounded against odd ones
+            self.names[method] = (normalized, name)
+        return normalized, name
 
     def __repr__(self) -> str:
         return f"Origin({self.prefix!r})"
@@ -230,6 +242,21 @@ def split_url(url: str) -> tuple[Origin, str] | None:
 
 
 _SENSITIVE = tuple(DEFAULT_SENSITIVE_QUERY_KEYS)
+
+
+_cleaned: dict[str, str] = {}
+
+
+def full_url(origin: Origin, rest: str) -> str:
+    """``url.full``: the origin (userinfo removed) and :func:`clean_rest` of the rest,
+    cached per path and query (requests to the same path repeat; bounded)."""
+    cleaned = _cleaned.get(rest)
+    if cleaned is None:
+        cleaned = clean_rest(rest)
+        if len(_cleaned) >= MAX_CACHED:
+            _cleaned.clear()
+        _cleaned[rest] = cleaned
+    return origin.prefix + cleaned
 
 
 def clean_rest(rest: str) -> str:
@@ -342,21 +369,6 @@ def _callable(value: Any, key: str, signature: str) -> Any:
 
 # -- spans ------------------------------------------------------------------------------------
 
-_names: dict[tuple[str, str, str | None], str] = {}
-
-
-def _span_name(method: str, label: str, template: str | None) -> str:
-    key = (method, label, template)
-    name = _names.get(key)
-    if name is None:
-        name = f"client:{method} {label}" if label else f"client:{method}"
-        if template:
-            name = f"{name} {template}"
-        if len(_names) >= MAX_CACHED:
-            _names.clear()
-        _names[key] = name
-    return name
-
 
 def _glob(pattern: str) -> str:
     """A host pattern as a regular expression: shell-style (``*``, ``?``, ``[..]``),
@@ -415,18 +427,20 @@ class ClientTracer:
                 return None
             if self._patterns is not None and self.excluded(origin):
                 return None
-            normalized = normalize_method(method)
-            if not (template and isinstance(template, str)):
+            if not (template and template.__class__ is str):
                 template = _route.get()
             attrs = origin.attributes.copy()
+            if template is None:
+                known = origin.names.get(method)
+                normalized, name = known if known is not None else origin.name(method, None)
+            else:
+                normalized, name = origin.name(method, template)
+                attrs["url.template"] = template
             attrs["http.request.method"] = normalized
             if normalized != method:
                 attrs["http.request.method_original"] = method
-            attrs["url.full"] = origin.prefix + clean_rest(rest)
-            if template is not None:
-                attrs["url.template"] = template
-                attrs["target"] = f"{origin.label} {template}" if origin.label else template
-            span = begin(_span_name(normalized, origin.label, template), attrs, kind="client")
+            attrs["url.full"] = full_url(origin, rest)
+            span = begin(name, attrs, kind="client")
         except Exception:
             return None
         hook = self.request_hook
@@ -449,14 +463,13 @@ class ClientTracer:
     def finish(self, span: AnySpan, status: int | None, version: str | None, request: Any, response: Any) -> None:
         """The response arrived: its status (4xx and 5xx are errors on a client span)."""
         try:
-            attrs: dict[str, Any] = {}
+            attributes = span.attributes  # a recording span's own dict (a throwaway one otherwise)
             if status is not None:
-                attrs["http.response.status_code"] = status
+                attributes["http.response.status_code"] = status
                 if status >= 400:
-                    attrs["error.type"] = str(status)
+                    attributes["error.type"] = str(status)
             if version is not None:
-                attrs["network.protocol.version"] = version
-            span.set_attributes(attrs)
+                attributes["network.protocol.version"] = version
         except Exception:
             pass
         hook = self.response_hook
@@ -466,7 +479,7 @@ class ClientTracer:
             except Exception as exc:
                 _hook_error(span, "response_hook", exc)
         try:
-            if isinstance(status, int):
+            if status.__class__ is int:
                 span.end(code=status)
             else:
                 span.end()
@@ -492,22 +505,17 @@ def with_context(headers: Any, span: AnySpan) -> Any:
     values whatever their case; the caller's mapping is left as it was. A
     case-insensitive mapping type with a ``copy()`` (urllib3's ``HTTPHeaderDict``)
     is copied as itself, anything else into a ``dict``."""
-    injected: dict[str, Any] = {}
     try:
-        infratrace.inject(injected, span)
-        if not injected:
-            return headers
-        if headers is None:
-            return injected
+        injected: dict[str, Any] = {}
+        infratrace.inject(injected, span)  # lower-case names
+        if not injected or not headers:
+            return injected or headers
         if headers.__class__ is not dict and hasattr(headers, "copy") and hasattr(headers, "getlist"):
             out = headers.copy()
             for key, value in injected.items():
                 out[key] = value  # HTTPHeaderDict: replaces any case of the name
             return out
-        out = dict(headers)
-        names = {key.lower() for key in injected}
-        for key in [key for key in out if isinstance(key, str) and key not in injected and key.lower() in names]:
-            del out[key]
+        out = {key: value for key, value in headers.items() if key.__class__ is not str or key.lower() not in injected}
         out.update(injected)
         return out
     except Exception:
