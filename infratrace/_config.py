@@ -285,7 +285,7 @@ def _looks_like_ours(value: Any, depth: int = 0) -> bool:
 
 def _build(document: Mapping[str, Any], origin: str) -> Config:
     _misspelt_tables(document)
-    env = read_environment()
+    env = _checked(read_environment, Environment())
     resource = _resource(document.get("infratrace"), env)
     limits = _limits(document.get("limits"))
     trace = document.get("trace")
