@@ -284,6 +284,7 @@ def _view(args: argparse.Namespace) -> int:
     console.print(
         f"{_count(len(shown), 'trace')} of {len(traces)}, {sum(len(t.spans) for t in shown)} spans, from {sources}",
         style="dim",
+        soft_wrap=True,
     )
     return 0
 
@@ -309,6 +310,8 @@ def _tail(args: argparse.Namespace) -> int:
         while True:
             time.sleep(args.interval)
             tailer.step()
+    except KeyboardInterrupt:  # how tail is stopped
+        return 0
     finally:
         watch.close()
 
@@ -328,6 +331,8 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         server.serve_forever(poll_interval=0.25)
+    except KeyboardInterrupt:  # how serve is stopped
+        return 0
     finally:
         server.stop()
     return 0

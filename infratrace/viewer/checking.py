@@ -119,7 +119,7 @@ def _settings(conn: ConnectionConfig) -> list[tuple[str, str]]:
         else:
             text = toml_text(value)
         if spec.note and value == defaults.get(name, dataclasses.MISSING):
-            text += f" ({spec.note})"
+            text += f" ({spec.note.replace('`', '')})"
         lines.append((name, text))
     return lines
 

@@ -48,13 +48,13 @@ def render_traces(
         render_trace(trace, console, details=details, bar_width=width)
         console.print()
     if legend and traces:
-        console.print(Text(LEGEND, style="dim"))
+        console.print(Text(LEGEND, style="dim"), soft_wrap=True)
 
 
 def render_trace(trace: Trace, console: Console, *, details: bool = False, bar_width: int = 40, title: str = "") -> None:
-    console.print(header(trace, title))
+    console.print(header(trace, title), soft_wrap=True)  # long lines are the terminal's to wrap
     for line in rows(trace, bar_width, console.width, details):
-        console.print(line)
+        console.print(line, soft_wrap=True)
 
 
 def header(trace: Trace, title: str = "") -> Text:
@@ -123,7 +123,7 @@ def rows(trace: Trace, bar_width: int, width: int, details: bool = False) -> lis
         if details:
             indent = " " * (2 + cell_len(guide) + 3)
             for text in _detail_lines(span, trace):
-                out.append(Text(indent + text, style="dim", overflow="fold"))
+                out.append(Text(indent + text, style="dim"))
     return out
 
 

@@ -89,7 +89,7 @@
         item.dataset.traceId = t.trace_id;
         item.append(el("span", "dot"), el("span", "name", t.name || "(no name)"), el("span", "duration", formatMs(t.duration_ms)));
         const errors = t.errors ? " · " + t.errors + (t.errors === 1 ? " error" : " errors") : "";
-        item.append(el("span", "sub", t.services.join(", ") + " · " + t.spans + " spans" + errors + " · " + t.time));
+        item.append(el("span", "sub", t.services.join(", ") + " · " + t.spans + (t.spans === 1 ? " span" : " spans") + errors + " · " + t.time));
         item.title = t.trace_id;
         item.addEventListener("click", () => selectTrace(t.trace_id));
         return item;
@@ -456,6 +456,13 @@
       renderDetails();
     });
     installZoom();
+    window.addEventListener("hashchange", () => {
+      const asked = readHash();
+      if (asked.trace && asked.trace !== state.selectedId) {
+        state.pendingSpan = asked.span;
+        selectTrace(asked.trace);
+      }
+    });
     const wanted = readHash();
     state.pendingSpan = wanted.span;
     const afterFirst = () => {
