@@ -503,8 +503,11 @@ class Follower:
     A plain file is read from its start (or ``tail_bytes`` before its end); a gzipped
     one (a rotated part) is read once. When the name starts to point at another file
     (rotated: renamed away, a new one created) the old file is read to its end through
-    the handle kept open, then the new one from its start; a file that shrank
-    (truncated) is read again from its start."""
+    the handle kept open, then the rotated parts that appeared since and are not that
+    file (when it rotated more than once between two polls), then the new file from
+    its start; a file that shrank (truncated) is read again from its start. A line
+    may so be read twice (a part read through the handle and again once gzipped):
+    readers keep one span per trace and span id."""
 
     def __init__(self, path: Path, *, tail_bytes: int | None = None) -> None:
         self.path = path
@@ -516,6 +519,7 @@ class Follower:
         self._partial = b""
         self._gzip_done = False
         self._counting = True
+        self._parts: set[Path] | None = None  # rotated parts known when it was first opened
 
     def poll(self) -> list[tuple[int, bytes]]:
         """The lines completed since the last poll: ``(line number or 0, line)``."""
@@ -533,6 +537,7 @@ class Follower:
         if current != self.identity:
             self._drain(out, final=True)
             self._close()
+            self._read_new_parts(out)
             if current is not None and self._open(rotated=True):
                 self._drain(out)
         elif st is not None and self._file is not None and st.st_size < self._file.tell():
@@ -545,6 +550,24 @@ class Follower:
     def close(self) -> None:
         self._close()
 
+    def _read_new_parts(self, out: list[tuple[int, bytes]]) -> None:
+        known = self._parts if self._parts is not None else set()
+        for part in rotated_parts(self.path):
+            if part in known:
+                continue
+            known.add(part)
+            try:
+                st = part.stat()
+                if (st.st_dev, st.st_ino) in self.seen:
+                    continue  # the file just read through the handle, renamed
+                with open(part, "rb") as handle:
+                    for line, _ in _lines(handle):
+                        if line.strip():
+                            out.append((0, line))
+            except (OSError, EOFError, zlib.error):
+                continue  # gone (pruned by maxfiles) or unreadable: what was read stays
+        self._parts = known
+
     def _open(self, rotated: bool = False) -> bool:
         try:
             handle = open(self.path, "rb")  # noqa: SIM115 - kept open between polls
@@ -553,6 +576,8 @@ class Follower:
         st = os.fstat(handle.fileno())
         self.identity = (st.st_dev, st.st_ino)
         self.seen.add(self.identity)
+        if self._parts is None:
+            self._parts = set(rotated_parts(self.path))
         self._partial = b""
         self.number = 0
         self._counting = True

@@ -89,6 +89,8 @@ class Tailer:
             members = self.spans.get(span.trace_id)
             if members is None:
                 members = self.spans[span.trace_id] = {}
+            elif span.span_id in members:
+                continue  # read again (a rotated part once gzipped)
             else:
                 self.spans.move_to_end(span.trace_id)
             members[span.span_id] = span
