@@ -429,20 +429,27 @@ class ClientTracer:
                 return None
             if not (template and template.__class__ is str):
                 template = _route.get()
-            attrs = origin.attributes.copy()
             if template is None:
                 known = origin.names.get(method)
                 normalized, name = known if known is not None else origin.name(method, None)
             else:
                 normalized, name = origin.name(method, template)
-                attrs["url.template"] = template
-            attrs["http.request.method"] = normalized
-            if normalized != method:
-                attrs["http.request.method_original"] = method
-            attrs["url.full"] = full_url(origin, rest)
-            span = begin(name, attrs, kind="client")
+            url = full_url(origin, rest)
+            # The origin's attributes are shared: begin() copies them, and the
+            # request's own are set on the span's copy.
+            span = begin(name, origin.attributes, kind="client")
         except Exception:
             return None
+        try:
+            attributes = span.attributes  # a recording span's own dict (a throwaway one otherwise)
+            attributes["http.request.method"] = normalized
+            if normalized != method:
+                attributes["http.request.method_original"] = method
+            attributes["url.full"] = url
+            if template is not None:
+                attributes["url.template"] = template
+        except Exception:
+            pass
         hook = self.request_hook
         if hook is not None:
             try:
