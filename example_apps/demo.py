@@ -26,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-APPS = ("core_app", "starlette_app", "flask_app", "django_app", "celery_app")
+APPS = ("core_app", "starlette_app", "flask_app", "django_app", "services", "celery_app")
 
 
 class DemoContext:
@@ -54,9 +54,10 @@ class DemoContext:
     def log(message: str) -> None:
         print(f"\n=== {message}", flush=True)
 
-    def start(self, argv: Sequence[str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
-        """Start a server process (stopped gracefully by ``stop_all``)."""
-        process = subprocess.Popen(list(argv), cwd=cwd or ROOT, env=self.env)
+    def start(self, argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start a server process (stopped gracefully by ``stop_all``), with ``env``
+        added to the demo's environment."""
+        process = subprocess.Popen(list(argv), cwd=cwd or ROOT, env={**self.env, **(env or {})})
         self._processes.append(process)
         return process
 

@@ -29,13 +29,13 @@ def free_port() -> int:
 class TracedServer:
     """``argv`` may contain ``{port}``; the server must answer ``health_path``."""
 
-    def __init__(self, argv: list[str], tmp_path: Path, health_path: str = "/health") -> None:
+    def __init__(self, argv: list[str], tmp_path: Path, health_path: str = "/health", env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.traces = tmp_path / "traces.jsonl"
         config = tmp_path / "infratrace.toml"
         config.write_text(f'[trace]\ndriver = "file"\njson = true\ntimeout = "50ms"\n[trace.setting]\noutput = "{self.traces}"\n')
-        env = {**os.environ, "INFRATRACE_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "INFRATRACE_CONFIG": str(config), "PYTHONPATH": str(ROOT), **(env or {})}
         argv = [part.replace("{port}", str(self.port)) for part in argv]
         self.process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + START_TIMEOUT

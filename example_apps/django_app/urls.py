@@ -13,4 +13,5 @@ urlpatterns = [
     path("ticker/", views.ticker),
     path("async/", views.async_hello),
     path("fail/", views.fail),
+    path("stock/<str:sku>/", views.stock),
 ]

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+import infratrace
+
 from . import services
+
+logger = logging.getLogger(__name__)
 
 
 def health(request: HttpRequest) -> HttpResponse:
@@ -60,3 +66,17 @@ async def async_hello(request: HttpRequest) -> JsonResponse:
 
 def fail(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("payment backend unreachable")
+
+
+def stock(request: HttpRequest, sku: str) -> JsonResponse:
+    """The inventory service the Starlette shop calls over HTTP: three queries (each a
+    ``db:`` span, its literals never recorded), a log line carrying the trace ids, and
+    the caller's baggage."""
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS example_stock (sku VARCHAR(64) PRIMARY KEY, units INTEGER NOT NULL)")
+        cursor.execute("INSERT INTO example_stock (sku, units) VALUES (%s, 10) ON CONFLICT (sku) DO NOTHING", [sku])
+        cursor.execute("SELECT units FROM example_stock WHERE sku = %s", [sku])
+        units = cursor.fetchone()[0]
+    tenant = infratrace.baggage.get("tenant", "")
+    logger.info("stock of %s for tenant %s: %d units", sku, tenant or "-", units)
+    return JsonResponse({"sku": sku, "units": units, "tenant": tenant})

@@ -4,16 +4,22 @@
 
 Tracing is configured from ``$INFRATRACE_CONFIG`` (the demo points it at
 example_apps/infratrace.toml); ``TraceMiddleware`` makes the ``http:``/``web:`` spans,
-the lifespan ``event:`` spans, and the decorated functions their children."""
+the lifespan ``event:`` spans, and the decorated functions their children. Outgoing
+httpx requests are ``client:`` spans whose ``traceparent`` and ``baggage`` go to the
+service called: ``/stock/{sku}`` asks the Django example app's inventory
+(``$INVENTORY_URL``), whose queries join the same trace."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
+import infratrace_http.httpx
 from infratrace_asgi import TraceMiddleware
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,6 +30,7 @@ from starlette.websockets import WebSocket
 import infratrace
 
 infratrace.configure()  # $INFRATRACE_CONFIG, else one console connection
+infratrace_http.httpx.instrument()  # client: spans and propagation for every httpx client
 
 USERS = {1: "alice", 2: "bob", 3: "carol"}
 
@@ -94,6 +101,18 @@ async def events(request: Request) -> Response:
     return StreamingResponse(ticks(), media_type="text/event-stream")
 
 
+async def stock(request: Request) -> Response:
+    """Asks the inventory service (another process, traced by infratrace's Django
+    adapter) for a product's stock; the tenant travels as baggage."""
+    inventory = os.environ.get("INVENTORY_URL")
+    if not inventory:
+        return JSONResponse({"error": "INVENTORY_URL is not set"}, status_code=503)
+    with infratrace.baggage.scope({"tenant": request.headers.get("x-tenant", "demo")}):
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.get(f"{inventory}/stock/{request.path_params['sku']}/")
+    return JSONResponse(answer.json(), status_code=answer.status_code)
+
+
 async def fail(request: Request) -> Response:
     raise RuntimeError("payment backend unavailable")
 
@@ -119,6 +138,7 @@ app = Starlette(
         Route("/report", report),
         Route("/events", events),
         Route("/fail", fail),
+        Route("/stock/{sku}", stock),
         WebSocketRoute("/ws/echo", echo),
     ],
     lifespan=lifespan,

@@ -1,0 +1,1 @@
+"""Demo step: two services in one trace (see demo.py)."""
