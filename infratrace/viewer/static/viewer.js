@@ -234,7 +234,7 @@
         const bar = el("div", "bar");
         const clippedLeft = Math.max(0, left);
         const clippedRight = Math.min(100, right);
-        bar.style.left = clippedLeft + "%";
+        bar.style.left = "min(" + clippedLeft + "%, calc(100% - 1px))"; // a span ending the trace stays in view
         bar.style.width = Math.max(0, clippedRight - clippedLeft) + "%";
         if (left < 0) bar.classList.add("clipped-left");
         if (right > 100) bar.classList.add("clipped-right");
