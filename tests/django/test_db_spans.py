@@ -12,7 +12,6 @@ import asyncio
 import socket
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -404,7 +403,7 @@ def test_option_validation(key: str) -> None:
     assert DjangoOptions.from_mapping(None).database_root_spans is False
 
 
-def test_a_faulty_tracer_never_reaches_the_query(spans_of: SpanFile, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_faulty_tracer_never_reaches_the_query(spans_of: SpanFile) -> None:
     """A tracer whose spans fail to begin or end: the query runs and returns as without it."""
 
     class Broken:
