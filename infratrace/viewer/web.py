@@ -4,10 +4,13 @@ self-contained file.
 
 API (``GET``, JSON):
 
-- ``/api/traces?known=<generation>`` — ``{generation, files, notes, spans, traces:
-  [summary…]}``, newest trace first; ``{generation, unchanged: true}`` when nothing
-  was read since ``known``. A summary: ``trace_id, name, service, services, status,
-  errors, spans, duration_ms, start_ms, time, names``.
+- ``/api/traces?q=<words>&status=<error|ok>&limit=<n>&known=<generation>`` —
+  ``{generation, files, notes, spans, total, matched, traces: [summary…]}``: the
+  traces whose id, services or span names contain every word of ``q`` (and of that
+  status), newest first, at most ``limit`` (:data:`LIST_LIMIT`) of them;
+  ``{generation, unchanged: true}`` when nothing was read since ``known``. A summary:
+  ``trace_id, name, service, services, status, errors, spans, duration_ms, start_ms,
+  time, names``.
 - ``/api/traces/<trace id>`` — the summary plus ``spans``: each span in tree order
   (depth first, children by start) with its ``depth``, ``offset_ms`` from the trace's
   start, ``duration_ms``, ``self_ms``, ``slow``, status, attributes, resource and
@@ -35,13 +38,14 @@ from . import ViewerError
 from .model import Span, Trace, local_time
 from .reading import Watch
 
-__all__ = ["TraceStore", "ViewerServer", "export_html", "page", "trace_detail", "trace_summary"]
+__all__ = ["LIST_LIMIT", "TraceStore", "ViewerServer", "export_html", "matches", "page", "trace_detail", "trace_summary"]
 
 STATIC_FILES = {"viewer.css": "text/css; charset=utf-8", "viewer.js": "text/javascript; charset=utf-8"}
 _DATA_TAG = '<script id="infratrace-data" type="application/json">null</script>'
 _CSS_TAG = '<link rel="stylesheet" href="static/viewer.css">'
 _JS_TAG = '<script src="static/viewer.js"></script>'
 MAX_NAMES = 100  # span names per summary, for the search
+LIST_LIMIT = 1000  # summaries per answer: the page lists the newest; a search reaches the others
 
 
 # -- JSON of traces -----------------------------------------------------------------------
@@ -63,6 +67,19 @@ def trace_summary(trace: Trace) -> dict[str, Any]:
         "orphan_root": trace.root.orphan,
         "names": names,
     }
+
+
+def matches(summary: dict[str, Any], words: Sequence[str], status: str = "") -> bool:
+    """Does a summary match a search: every word (lower case) in its id, name,
+    services or span names, and the status when one is given? (The page does the same
+    in an exported file.)"""
+    if status and summary["status"] != status:
+        return False
+    if not words:
+        return True
+    haystack = "\n".join([summary["trace_id"], summary["name"], summary["service"], *summary["services"], *summary["names"]])
+    haystack = haystack.lower()
+    return all(word in haystack for word in words)
 
 
 def trace_detail(trace: Trace) -> dict[str, Any]:
@@ -292,6 +309,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({"generation": store.generation, "unchanged": True})
             return
         generation, summaries = store.summaries()
+        words = query.get("q", [""])[0].lower().split()
+        status = query.get("status", [""])[0]
+        try:
+            limit = max(1, int(query.get("limit", [str(LIST_LIMIT)])[0]))
+        except ValueError:
+            limit = LIST_LIMIT
+        found = [summary for summary in summaries if matches(summary, words, status)]
         watch = self.server.watch
         notes = watch.notes() + ([self.server.problem] if self.server.problem else [])
         self._json(
@@ -300,7 +324,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "files": watch.files,
                 "notes": notes,
                 "spans": store.span_count,
-                "traces": summaries,
+                "total": len(summaries),
+                "matched": len(found),
+                "traces": found[:limit],
             }
         )
 

@@ -141,7 +141,10 @@ def test_the_page_shows_the_files_traces(recording: Recording, browser: Browser)
             "document.getElementById('search').value = ''; document.getElementById('search').dispatchEvent(new Event('input'))"
         )
         browser.evaluate(STATUS.format("error"))
-        browser.wait_for("document.querySelectorAll('#traces .trace-item').length === 1", "the one error trace")
+        browser.wait_for(
+            f"[...document.querySelectorAll('#traces .trace-item')].map(i => i.dataset.traceId).join() === '{FAIL}'",
+            "the one error trace",
+        )
         browser.click("#traces .trace-item")
         browser.wait_for(
             f"location.hash === '#trace={FAIL}' && document.querySelectorAll('#rows .span-row.error').length === 2",

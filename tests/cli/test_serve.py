@@ -100,6 +100,25 @@ def test_the_trace_list(server: ViewerServer, recording: Recording) -> None:
     assert unchanged == {"generation": data["generation"], "unchanged": True}
 
 
+@pytest.mark.parametrize(
+    ("query", "expected", "matched"),
+    [
+        ("q=payments", [CHECKOUT], 1),
+        ("q=PAYMENTS+shop-worker", [CHECKOUT], 1),  # every word, any case
+        ("q=0af76519", [FAIL], 1),
+        ("q=shop-web", [HEALTH, FAIL, CHECKOUT], 3),
+        ("status=error", [FAIL], 1),
+        ("status=ok&q=http", [HEALTH, CHECKOUT], 2),
+        ("limit=1", [HEALTH], 3),  # the newest, and how many matched
+        ("q=nothing", [], 0),
+    ],
+)
+def test_the_list_is_searched_on_the_server(server: ViewerServer, query: str, expected: list[str], matched: int) -> None:
+    data = get_json(server.port, f"/api/traces?{query}")
+    assert [t["trace_id"] for t in data["traces"]] == expected
+    assert (data["matched"], data["total"]) == (matched, 3)
+
+
 def test_a_trace_s_spans_in_tree_order_with_their_times(server: ViewerServer) -> None:
     detail = get_json(server.port, f"/api/traces/{CHECKOUT}")
     assert detail["span_count"] == 7

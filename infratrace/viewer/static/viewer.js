@@ -16,7 +16,9 @@
 
   const state = {
     generation: null,
-    traces: [], // summaries, newest first
+    traces: [], // summaries, newest first (served: those matching the search, as the server found them)
+    total: 0, // traces in all
+    matched: 0, // traces matching the search
     selectedId: null,
     detail: null, // the selected trace, with its spans
     view: null, // the visible time range: { from, to } in ms from the trace's start
@@ -79,10 +81,10 @@
   }
 
   function renderList() {
-    const terms = searchTerms();
-    const status = $("status-filter").value;
     const list = $("traces");
-    const shown = state.traces.filter((t) => matches(t, terms, status));
+    // An exported page searches its own traces; a served one shows what the server found.
+    const shown = embedded ? state.traces.filter((t) => matches(t, searchTerms(), $("status-filter").value)) : state.traces;
+    const matched = embedded ? shown.length : state.matched;
     list.replaceChildren(
       ...shown.map((t) => {
         const item = el("li", "trace-item" + (t.status === "error" ? " error" : "") + (t.trace_id === state.selectedId ? " selected" : ""));
@@ -95,12 +97,18 @@
         return item;
       })
     );
-    $("count").textContent = shown.length + " of " + state.traces.length + " traces";
+    const total = embedded ? state.traces.length : state.total;
+    $("count").textContent =
+      matched > shown.length
+        ? "the newest " + shown.length + " of " + matched + " matching traces (" + total + " in all)"
+        : matched + " of " + total + " traces";
   }
 
   function applyTraces(data) {
     state.generation = data.generation;
     state.traces = data.traces;
+    state.total = data.total === undefined ? data.traces.length : data.total;
+    state.matched = data.matched === undefined ? data.traces.length : data.matched;
     const files = data.files || [];
     $("source").textContent = files.length ? files.join(", ") : "";
     $("source").title = files.join("\n");
@@ -108,12 +116,17 @@
     renderList();
   }
 
+  function listQuery() {
+    return "q=" + encodeURIComponent($("search").value) + "&status=" + encodeURIComponent($("status-filter").value);
+  }
+
   async function poll() {
     try {
+      const query = listQuery();
       const known = state.generation === null ? "" : String(state.generation);
-      const data = await fetchJson("api/traces?known=" + encodeURIComponent(known));
+      const data = await fetchJson("api/traces?" + query + "&known=" + encodeURIComponent(known));
       $("live").hidden = false;
-      if (data.unchanged) return;
+      if (data.unchanged || query !== listQuery()) return; // the search changed meanwhile: its own answer follows
       const before = state.traces.find((t) => t.trace_id === state.selectedId);
       applyTraces(data);
       const after = state.traces.find((t) => t.trace_id === state.selectedId);
@@ -447,8 +460,17 @@
 
   // -- start ------------------------------------------------------------------------------------------------
   function start() {
-    $("search").addEventListener("input", renderList);
-    $("status-filter").addEventListener("change", renderList);
+    let searching = null;
+    const searchChanged = () => {
+      if (embedded) return renderList();
+      clearTimeout(searching);
+      searching = setTimeout(() => {
+        state.generation = null; // a new search: the whole answer, even if no span came
+        poll();
+      }, 120);
+    };
+    $("search").addEventListener("input", searchChanged);
+    $("status-filter").addEventListener("change", searchChanged);
     $("details-close").addEventListener("click", () => {
       state.selectedSpan = null;
       writeHash();
