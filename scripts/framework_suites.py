@@ -21,6 +21,7 @@ of a recording test runner, ``scripts/suites/django``).
                                                                       # tests that differ between
                                                                       # plain runs are not ours
     .venv/bin/python scripts/framework_suites.py django --database postgresql
+    .venv/bin/python scripts/framework_suites.py django --all-signals  # no default deny list
 
 Suites: Starlette's and Flask's whole ``tests``, Celery's ``t/unit/tasks`` and
 ``t/unit/app``, Django's ``runtests.py`` with the labels in :data:`DJANGO_LABELS`
@@ -128,7 +129,7 @@ FRAMEWORKS = {
             "starlette",
             "pytest",
             ("tests",),
-            ("trio", "python-multipart", "PyYAML", "itsdangerous", "jinja2", "httpx2", "blockbuster", "sniffio"),
+            ("trio", "python-multipart", "PyYAML", "itsdangerous", "jinja2", "httpx2[zstd]", "blockbuster", "sniffio"),
         ),
         Framework(
             "flask",
@@ -154,7 +155,17 @@ FRAMEWORKS = {
             "celery",
             "pytest",
             ("t/unit/tasks", "t/unit/app"),
-            ("pytest-subtests", "pytest-click", "pytest-order", "freezegun", "python-dateutil", "pydantic", "PyYAML"),
+            (
+                "pytest-celery",
+                "pytest-subtests",
+                "pytest-click",
+                "pytest-order",
+                "freezegun",
+                "python-dateutil",
+                "pydantic",
+                "PyYAML",
+                "cryptography",
+            ),
         ),
     )
 }
@@ -317,8 +328,13 @@ def environment(paths: Sequence[Path], extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def runs_folder(fw: Framework, args: argparse.Namespace, cache: Path) -> Path:
+    database = f"-{args.database}" if fw.runner == "django" and args.database != "sqlite" else ""
+    return cache / "runs" / f"{fw.name}{database}"
+
+
 def run_suite(fw: Framework, source: Path, deps: Path, label: str, traced: bool, args: argparse.Namespace, cache: Path) -> Run:
-    folder = cache / "runs" / fw.name / label
+    folder = runs_folder(fw, args, cache) / label
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     traces = folder / "traces"
@@ -336,6 +352,8 @@ def run_suite(fw: Framework, source: Path, deps: Path, label: str, traced: bool,
         extra["INFRATRACE_SUITE_TIMEOUT"] = str(args.timeout)
         if args.database == "postgresql":
             extra["INFRATRACE_SUITE_DATABASE"] = "postgresql"
+        if args.all_signals:
+            extra["INFRATRACE_SUITE_ALL_SIGNALS"] = "1"
         labels = args.django_labels.split(",") if args.django_labels else list(DJANGO_LABELS)
         command = [sys.executable, "runtests.py", "--settings=infratrace_suite_settings", "--noinput"]
         command += [f"--parallel={args.parallel}", "-v", "1", *labels]
@@ -466,6 +484,10 @@ def compare(plain: list[Run], traced: Run) -> tuple[list[dict[str, str]], list[d
 # -- the report ----------------------------------------------------------------------------
 
 
+def suite_title(result: Result, args: argparse.Namespace) -> str:
+    return f"django ({args.database})" if result.framework.runner == "django" else result.framework.name
+
+
 def report(results: list[Result], args: argparse.Namespace) -> str:
     out = ["# Framework suites with infratrace injected", ""]
     command = " ".join([".venv/bin/python", "scripts/framework_suites.py", *args.argv])
@@ -475,17 +497,17 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
     out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for result in results:
         if result.problem:
-            out.append(f"| {result.framework.name} | {result.version} | — | {result.problem} | | | | |")
+            out.append(f"| {suite_title(result, args)} | {result.version} | — | {result.problem} | | | | |")
             continue
         plain, traced = result.runs[:-1], result.runs[-1]
         spans = ", ".join(f"{n} {k}" for k, n in traced.spans.most_common()) or "none"
         out.append(
-            f"| {result.framework.name} | {result.version} | {len(traced.outcomes)} | "
+            f"| {suite_title(result, args)} | {result.version} | {len(traced.outcomes)} | "
             + " / ".join(summary(run.outcomes) for run in plain)
             + f" | {summary(traced.outcomes)} | {spans} | {len(result.changed)} | {len(result.flaky)} |"
         )
     for result in results:
-        name = result.framework.name
+        name = suite_title(result, args)
         if result.unavailable:
             out += ["", f"{name}: test requirements not available from the index: {', '.join(result.unavailable)}"]
         for run in result.runs:
@@ -516,6 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=2, help="Django runtests.py --parallel")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite", help="Django's databases")
     parser.add_argument("--django-labels", default="", help="comma-separated runtests.py labels")
+    parser.add_argument(
+        "--all-signals", action="store_true", help="Django: trace every signal (setting_changed, pre_init... too)"
+    )
     parser.add_argument("--reuse-plain", action="store_true", help="keep the plain runs of an earlier call")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -550,7 +575,7 @@ def suite(fw: Framework, args: argparse.Namespace, cache: Path) -> Result:
     plain: list[Run] = []
     for index in range(args.plain_runs):
         label = f"plain-{index + 1}"
-        previous = cache / "runs" / fw.name / label
+        previous = runs_folder(fw, args, cache) / label
         if args.reuse_plain and previous.exists():
             outcomes = read_outcomes(fw, previous)
             if outcomes:

@@ -2,7 +2,8 @@
 ``test_sqlite`` settings (or PostgreSQL with ``$INFRATRACE_SUITE_DATABASE=postgresql``),
 the recording test runner and, in the traced run (``$INFRATRACE_SUITE_TRACES`` set),
 infratrace as a project adds it: ``infratrace_django`` in ``INSTALLED_APPS`` and
-``infratrace_django.TraceMiddleware`` first in ``MIDDLEWARE``.
+``infratrace_django.TraceMiddleware`` first in ``MIDDLEWARE`` (and, with
+``$INFRATRACE_SUITE_ALL_SIGNALS``, every signal traced: no default deny list).
 
 ``runtests.py`` replaces both settings with its own lists (``ALWAYS_INSTALLED_APPS``,
 ``ALWAYS_MIDDLEWARE``) once these settings are loaded, so those lists get the entries
@@ -29,6 +30,8 @@ if os.environ.get("INFRATRACE_SUITE_DATABASE") == "postgresql":
     }
 
 if os.environ.get("INFRATRACE_SUITE_TRACES"):
+    if os.environ.get("INFRATRACE_SUITE_ALL_SIGNALS"):  # setting_changed, pre_init... too
+        INFRATRACE_DJANGO = {"signal_deny": []}
     INSTALLED_APPS = ["infratrace_django"]
     MIDDLEWARE = ["infratrace_django.TraceMiddleware"]
     _runtests = sys.modules.get("__main__")
