@@ -1,5 +1,6 @@
-"""The adapters are built on infratrace's public API only: ``infratrace`` and
-``infratrace.instrumentation``. Anything else may change without notice, and an adapter
+"""The adapters are built on infratrace's public API only: ``infratrace``,
+``infratrace.instrumentation`` and the public context modules ``infratrace.baggage``
+and ``infratrace.logging``. Anything else may change without notice, and an adapter
 that reaches into it would break (or, worse, go on running wrongly) when it does.
 
 Every ``.py`` file of each adapter is read with :mod:`ast` and these are reported, with
@@ -30,7 +31,7 @@ from infratrace import NonRecordingSpan, Span, SpanBudget, SpanContext, Tracer
 
 ROOT = Path(__file__).resolve().parent.parent
 ADAPTERS = ("asgi", "django", "flask", "celery", "http", "sqlalchemy")
-ALLOWED_MODULES = frozenset({"infratrace", "infratrace.instrumentation"})
+ALLOWED_MODULES = frozenset({"infratrace", "infratrace.instrumentation", "infratrace.baggage", "infratrace.logging"})
 SKIPPED_DIRS = frozenset({"build", "dist", "__pycache__", ".tox", ".venv"})
 ATTRIBUTE_FUNCTIONS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
 

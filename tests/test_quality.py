@@ -13,6 +13,8 @@ PACKAGES = [
     "integrations/django/infratrace_django",
     "integrations/flask/infratrace_flask",
     "integrations/celery/infratrace_celery",
+    "integrations/http/infratrace_http",
+    "integrations/sqlalchemy/infratrace_sqlalchemy",
 ]
 
 
