@@ -120,9 +120,22 @@ class FieldMap:
 def record_to_span(record: Mapping[str, Any], fields: FieldMap, origin: str = "") -> Span | None:
     """The span a JSON record holds, or ``None`` when it has no trace and span id."""
     keys = fields.keys
-    values: dict[str, Any] = {}
+    values: Mapping[str, Any] = {}
     attributes: dict[str, Any] = {}
     resource: dict[str, Any] = {}
+    if not fields.renamed and "start_time_unix_nano" in record and "attributes" in record:
+        values = record  # the stable schema (the common case): its names are the fields'
+    else:
+        values = _fields_of(record, keys, attributes, resource)
+    return _span_of(values, attributes, resource, origin)
+
+
+def _fields_of(
+    record: Mapping[str, Any], keys: Mapping[str, str], attributes: dict[str, Any], resource: dict[str, Any]
+) -> dict[str, Any]:
+    """The record's values by field name; ``attributes.<key>`` and ``resource.<key>``
+    into ``attributes`` and ``resource``."""
+    values: dict[str, Any] = {}
     for key, value in record.items():
         name = keys.get(key)
         if name is None:
@@ -134,6 +147,10 @@ def record_to_span(record: Mapping[str, Any], fields: FieldMap, origin: str = ""
             continue
         if key == name or name not in values:  # the schema's own name wins over an alias
             values[name] = value
+    return values
+
+
+def _span_of(values: Mapping[str, Any], attributes: dict[str, Any], resource: dict[str, Any], origin: str) -> Span | None:
     trace_id, span_id = values.get("trace_id"), values.get("span_id")
     if not isinstance(trace_id, str) or not trace_id or not isinstance(span_id, str) or not span_id:
         return None
