@@ -210,7 +210,7 @@ def start_server(argv: list[str], cwd: Path | None = None) -> tuple[subprocess.P
     line = process.stdout.readline()
     if "http://127.0.0.1:" not in line:
         process.kill()
-        _, err = process.communicate(10)
+        _, err = process.communicate(timeout=10)
         raise RuntimeError(f"serve did not start: {line!r} {err!r}")
     url = line[line.index("http://") :].split()[0]
     return process, url

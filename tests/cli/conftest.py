@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +44,11 @@ def recording(tmp_path: Path) -> Recording:
     return record(tmp_path / "traces")
 
 
+Cli = Callable[..., Result]
+
+
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
     """``cli("view", ...)``: ``main()`` in this process, its exit status and output."""
 
     def run(*argv: str | Path) -> Result:

@@ -15,7 +15,7 @@ from infratrace import ConfigError
 from infratrace._config import check_config, load_config
 from tests.drivers.conftest import Collector, free_port
 
-from .conftest import run_module
+from .conftest import Cli, run_module
 
 APP = """\
 [infratrace]
@@ -184,7 +184,7 @@ def app(tmp_path: Path) -> tuple[Path, Path, str]:
     return path, logs, endpoint
 
 
-def test_a_valid_file_is_described_and_nothing_is_created(cli, app: tuple[Path, Path, str]) -> None:
+def test_a_valid_file_is_described_and_nothing_is_created(cli: Cli, app: tuple[Path, Path, str]) -> None:
     path, logs, endpoint = app
     result = cli("check", path)
     assert result.code == 0, result.err
@@ -195,7 +195,7 @@ def test_a_valid_file_is_described_and_nothing_is_created(cli, app: tuple[Path, 
     assert sorted(p.name for p in path.parent.iterdir()) == ["app.toml"]
 
 
-def test_every_error_is_listed_with_the_message_configure_gives(cli, tmp_path: Path) -> None:
+def test_every_error_is_listed_with_the_message_configure_gives(cli: Cli, tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     path = tmp_path / "broken.toml"
     path.write_text(fill(BROKEN, logs=logs))
@@ -243,7 +243,7 @@ def test_a_single_error_is_exactly_load_config_s(tmp_path: Path, text: str) -> N
 
 
 def test_a_bad_environment_variable_is_listed_with_the_file_s_errors(
-    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INFRATRACE_SAMPLE_RATE", "lots")
     path = tmp_path / "app.toml"
@@ -257,7 +257,7 @@ def test_a_bad_environment_variable_is_listed_with_the_file_s_errors(
     ]
 
 
-def test_the_environment_it_reads_is_shown_with_headers_masked(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_it_reads_is_shown_with_headers_masked(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFRATRACE_SAMPLE_RATE", "0.5")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20t0ken")
     path = tmp_path / "app.toml"
@@ -271,7 +271,7 @@ def test_the_environment_it_reads_is_shown_with_headers_masked(cli, tmp_path: Pa
 
 
 def test_without_an_argument_it_checks_what_configure_reads(
-    cli, app: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
+    cli: Cli, app: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     defaults = cli("check")
     assert defaults.code == 0
@@ -282,7 +282,7 @@ def test_without_an_argument_it_checks_what_configure_reads(
     assert named.out == cli("check", app[0]).out
 
 
-def test_unreadable_and_unparsable_files_are_one_error(cli, tmp_path: Path) -> None:
+def test_unreadable_and_unparsable_files_are_one_error(cli: Cli, tmp_path: Path) -> None:
     missing = cli("check", tmp_path / "missing.toml")
     assert missing.code == 1
     assert (
@@ -297,7 +297,7 @@ def test_unreadable_and_unparsable_files_are_one_error(cli, tmp_path: Path) -> N
     assert result.err.count("\n") == 1
 
 
-def test_test_write_sends_one_span_through_each_connection(cli, tmp_path: Path) -> None:
+def test_test_write_sends_one_span_through_each_connection(cli: Cli, tmp_path: Path) -> None:
     collector = Collector()
     try:
         logs = tmp_path / "logs"
@@ -329,7 +329,7 @@ def test_test_write_sends_one_span_through_each_connection(cli, tmp_path: Path) 
         collector.close()
 
 
-def test_test_write_reports_the_destination_s_error(cli, tmp_path: Path) -> None:
+def test_test_write_reports_the_destination_s_error(cli: Cli, tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}/v1/traces"
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the store's directory should be")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from infratrace._spandata import SpanData
 from infratrace.drivers.file import FileDriver
 from infratrace.viewer.model import Trace, TraceFilter
 from infratrace.viewer.reading import Watch
@@ -26,7 +27,7 @@ from .recorded import CHECKOUT, FAIL, HEALTH, WEB_SPANS, WORKER_SPANS, driver, w
 BY_NAME = {(s.trace_id, s.name, s.kind): s for s in WEB_SPANS + WORKER_SPANS}
 
 
-def spans(trace: str, *names: str) -> list:  # type: ignore[type-arg]
+def spans(trace: str, *names: str) -> list[SpanData]:
     found = []
     for name in names:
         kind = "internal"
@@ -161,7 +162,14 @@ def test_the_command_follows_files_across_rotations(files: Files) -> None:
         env=env,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+    stdout, stderr = process.stdout, process.stderr
+    assert stdout is not None and stderr is not None
+
+    def read() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
 
     def until(text: str) -> list[str]:
         seen: list[str] = []
@@ -174,7 +182,7 @@ def test_the_command_follows_files_across_rotations(files: Files) -> None:
         return seen
 
     try:
-        assert "following" in process.stderr.readline()  # type: ignore[union-attr]
+        assert "following" in stderr.readline()
         write(files.web_driver, [s for s in WEB_SPANS if s.trace_id == CHECKOUT])
         first = until("queue:shop.process_order producer")
         assert first[0] == f"trace {CHECKOUT}  2027-01-15 08:00:00.000  120.0 ms  5 spans\n"

@@ -18,7 +18,7 @@ from infratrace.viewer import ViewerError
 from infratrace.viewer.model import Span, Trace, bar_cells, build_traces, format_ms, parse_since
 from infratrace.viewer.reading import read_spans as read
 
-from .conftest import ROOT, bar, run_module, table_rows
+from .conftest import ROOT, Cli, bar, run_module, table_rows
 from .recorded import CHECKOUT, FAIL, HEALTH, MS, T0, WEB, Recording, _span, driver, write
 
 # 110 columns give a waterfall of 36 cells: 5 ms a cell for CHECKOUT's 180 ms.
@@ -44,7 +44,7 @@ def traces_in(out: str) -> list[str]:
     return [line.split()[1] for line in out.splitlines() if line.startswith("trace ")]
 
 
-def test_a_trace_split_across_two_processes_and_a_rotation_is_one_tree(cli, recording: Recording) -> None:
+def test_a_trace_split_across_two_processes_and_a_rotation_is_one_tree(cli: Cli, recording: Recording) -> None:
     result = cli("view", recording.web, recording.worker, "--rotated", "--width", WIDTH)
     assert result.code == 0, result.err
     assert result.err == ""
@@ -56,7 +56,7 @@ def test_a_trace_split_across_two_processes_and_a_rotation_is_one_tree(cli, reco
     assert result.out.rstrip().endswith(f"3 traces of 3, 10 spans, from {recording.web}, {recording.worker}")
 
 
-def test_the_error_trace_is_marked_with_its_message_and_http_status(cli, recording: Recording) -> None:
+def test_the_error_trace_is_marked_with_its_message_and_http_status(cli: Cli, recording: Recording) -> None:
     result = cli("view", recording.directory, "--trace", FAIL, "--width", "140")
     assert result.code == 0, result.err
     assert f"trace {FAIL}  2027-01-15 08:00:01.000  8.000 ms  2 spans, 2 errors\n" in result.out
@@ -67,7 +67,7 @@ def test_the_error_trace_is_marked_with_its_message_and_http_status(cli, recordi
     ]
 
 
-def test_details_show_attributes_and_the_exception_s_stack_trace(cli, recording: Recording) -> None:
+def test_details_show_attributes_and_the_exception_s_stack_trace(cli: Cli, recording: Recording) -> None:
     result = cli("view", recording.directory, "--trace", FAIL, "--details", "--width", "140")
     assert result.code == 0, result.err
     lines = [line.strip() for line in result.out.splitlines()]
@@ -82,7 +82,7 @@ def test_details_show_attributes_and_the_exception_s_stack_trace(cli, recording:
     ]
 
 
-def test_one_process_s_file_shows_the_other_s_part_as_missing(cli, recording: Recording) -> None:
+def test_one_process_s_file_shows_the_other_s_part_as_missing(cli: Cli, recording: Recording) -> None:
     result = cli("view", recording.worker, "--width", "140")  # a waterfall of 46 cells
     assert result.code == 0, result.err
     assert f"trace {CHECKOUT}  2027-01-15 08:00:00.070  110.0 ms  2 spans  its root is not in these files\n" in result.out
@@ -92,7 +92,7 @@ def test_one_process_s_file_shows_the_other_s_part_as_missing(cli, recording: Re
     ]
 
 
-def test_a_gzipped_rotated_part_is_read_as_it_is(cli, recording: Recording) -> None:
+def test_a_gzipped_rotated_part_is_read_as_it_is(cli: Cli, recording: Recording) -> None:
     first = recording.web_parts[0]
     assert first.name.endswith(".jsonl.gz") and first.read_bytes()[:2] == b"\x1f\x8b"
     result = cli("view", first, "--width", "160")
@@ -105,7 +105,7 @@ def test_a_gzipped_rotated_part_is_read_as_it_is(cli, recording: Recording) -> N
     ]
 
 
-def test_the_live_file_alone_and_with_its_rotated_parts(cli, recording: Recording) -> None:
+def test_the_live_file_alone_and_with_its_rotated_parts(cli: Cli, recording: Recording) -> None:
     alone = cli("view", recording.web, "--width", "160")
     assert alone.code == 0, alone.err
     assert traces_in(alone.out) == [FAIL, HEALTH]
@@ -117,7 +117,7 @@ def test_the_live_file_alone_and_with_its_rotated_parts(cli, recording: Recordin
     assert [r["name"] for r in table_rows(whole.out, CHECKOUT)] == [row[1] for row in CHECKOUT_TREE[:5]]
 
 
-def test_a_directory_is_every_trace_file_in_it(cli, recording: Recording) -> None:
+def test_a_directory_is_every_trace_file_in_it(cli: Cli, recording: Recording) -> None:
     result = cli("view", recording.directory, "--width", WIDTH)
     assert result.code == 0, result.err
     assert traces_in(result.out) == [CHECKOUT, FAIL, HEALTH]
@@ -154,13 +154,13 @@ def test_stdin_plain_and_gzipped(recording: Recording) -> None:
         (["--status", "ok", "--limit", "1"], [HEALTH]),
     ],
 )
-def test_filters(cli, recording: Recording, options: list[str], expected: list[str]) -> None:
+def test_filters(cli: Cli, recording: Recording, options: list[str], expected: list[str]) -> None:
     result = cli("view", recording.directory, *options, "--width", WIDTH)
     assert result.code == 0, result.err
     assert traces_in(result.out) == expected
 
 
-def test_since_a_duration_back_from_now(cli, tmp_path: Path) -> None:
+def test_since_a_duration_back_from_now(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "recent.jsonl"
     now = time.time_ns()
     target = driver(f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{path}"\n')
@@ -173,7 +173,7 @@ def test_since_a_duration_back_from_now(cli, tmp_path: Path) -> None:
     assert traces_in(cli("view", path, "--since", "2h").out) == ["1" * 32, "2" * 32]
 
 
-def test_renamed_fields_need_the_configuration_that_wrote_them(cli, recording: Recording) -> None:
+def test_renamed_fields_need_the_configuration_that_wrote_them(cli: Cli, recording: Recording) -> None:
     without = cli("view", recording.renamed)
     assert without.code == 2
     assert without.out == ""
@@ -223,7 +223,7 @@ def test_renamed_fields_need_the_configuration_that_wrote_them(cli, recording: R
     ],
 )
 def test_bad_input_is_one_line_and_an_exit_status(
-    cli, recording: Recording, tmp_path: Path, argv: list[str], code: int, message: str
+    cli: Cli, recording: Recording, tmp_path: Path, argv: list[str], code: int, message: str
 ) -> None:
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
@@ -257,7 +257,7 @@ def test_no_traceback_in_a_real_process_either(tmp_path: Path) -> None:
         assert result.stderr.count(b"\n") == 1
 
 
-def test_a_few_bad_lines_are_skipped_with_a_note(cli, recording: Recording) -> None:
+def test_a_few_bad_lines_are_skipped_with_a_note(cli: Cli, recording: Recording) -> None:
     with recording.worker.open("a") as handle:
         handle.write('not json\n{"no": "ids"}\n')
     result = cli("view", recording.worker, "--width", WIDTH)
@@ -269,7 +269,7 @@ def test_a_few_bad_lines_are_skipped_with_a_note(cli, recording: Recording) -> N
     assert traces_in(result.out) == [CHECKOUT]
 
 
-def test_a_truncated_gzip_part_is_an_error_not_a_traceback(cli, recording: Recording, tmp_path: Path) -> None:
+def test_a_truncated_gzip_part_is_an_error_not_a_traceback(cli: Cli, recording: Recording, tmp_path: Path) -> None:
     cut = tmp_path / "cut.jsonl.gz"
     cut.write_bytes(recording.web_parts[1].read_bytes()[:40])
     result = cli("view", cut)
@@ -296,7 +296,7 @@ def _gzip_cut_after(first: bytes, whole: bytes) -> bytes:
     return buffer.getvalue()[: flushed + 4]
 
 
-def test_html_export_is_one_self_contained_page(cli, recording: Recording, tmp_path: Path) -> None:
+def test_html_export_is_one_self_contained_page(cli: Cli, recording: Recording, tmp_path: Path) -> None:
     out = tmp_path / "traces.html"
     result = cli("view", recording.directory, "--status", "ok", "--html", out)
     assert result.code == 0, result.err
@@ -305,7 +305,9 @@ def test_html_export_is_one_self_contained_page(cli, recording: Recording, tmp_p
     assert "<script src" not in html and "<link" not in html
     assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html)
     assert not re.search(r"@import|url\(\s*['\"]?(?:https?:)?//", html)
-    data = json.loads(re.search(r'<script id="infratrace-data" type="application/json">(.*?)</script>', html, re.S).group(1))
+    embedded = re.search(r'<script id="infratrace-data" type="application/json">(.*?)</script>', html, re.S)
+    assert embedded is not None
+    data = json.loads(embedded.group(1))
     assert [t["trace_id"] for t in data["traces"]] == [HEALTH, CHECKOUT]  # newest first
     detail = data["details"][CHECKOUT]
     assert [(s["depth"], s["name"], s["offset_ms"], s["width_ms"]) for s in detail["spans"]] == [
@@ -320,7 +322,7 @@ def test_html_export_is_one_self_contained_page(cli, recording: Recording, tmp_p
     assert detail["duration_ms"] == 180.0
 
 
-def test_tree_is_view_and_stats_counts(cli, recording: Recording) -> None:
+def test_tree_is_view_and_stats_counts(cli: Cli, recording: Recording) -> None:
     assert cli("tree", recording.directory, "--width", WIDTH).out == cli("view", recording.directory, "--width", WIDTH).out
     stats = cli("stats", recording.directory)
     assert stats.code == 0
