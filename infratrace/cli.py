@@ -259,8 +259,7 @@ def _view(args: argparse.Namespace) -> int:
     from .viewer.reading import read_spans as read
 
     where = _filter(args)
-    if not args.html:
-        _console(args)  # without rich, fail before reading
+    console = None if args.html else _console(args)  # without rich, fail before reading
     spans, notes = read(args.inputs, _fields(args), rotated=args.rotated)
     for note in notes:
         print(f"infratrace {args.command}: note: {note}", file=sys.stderr)
@@ -271,7 +270,7 @@ def _view(args: argparse.Namespace) -> int:
     shown = select(traces, where, args.limit)
     if not shown:
         raise ViewerError(f"no trace matches {where.describe()} ({_count(len(traces), 'trace')} in {sources})", 1)
-    if args.html:
+    if console is None:
         from .viewer.web import export_html
 
         export_html(shown, args.html, [str(i) for i in args.inputs])
@@ -279,7 +278,6 @@ def _view(args: argparse.Namespace) -> int:
         return 0
     from .viewer.terminal import render_traces
 
-    console = _console(args)
     render_traces(shown, console, details=args.details)
     console.print(
         f"{_count(len(shown), 'trace')} of {len(traces)}, {sum(len(t.spans) for t in shown)} spans, from {sources}",
@@ -321,9 +319,17 @@ def _serve(args: argparse.Namespace) -> int:
     from .viewer.web import ViewerServer
 
     watch = Watch(args.inputs, _fields(args), rotated=args.rotated)
-    server = ViewerServer(watch, args.port, args.interval)
+    try:
+        server = ViewerServer(watch, args.port, args.interval)
+    except BaseException:
+        watch.close()
+        raise
     try:
         server.start()
+    except BaseException:
+        server.close()
+        raise
+    try:
         traces = len(server.store.summaries()[1])
         print(
             f"infratrace serve: {server.url} — {_count(traces, 'trace')} from {_names(args.inputs)}, "

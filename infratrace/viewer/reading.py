@@ -564,6 +564,12 @@ class Follower:
             self._drain(out)
         return out
 
+    @property
+    def unfinished(self) -> bytes:
+        """What was read after the last newline: a line still being written, or the
+        whole of a file that has none."""
+        return self._partial
+
     def close(self) -> None:
         self._close()
 
@@ -707,7 +713,10 @@ class Watch:
                     report.add(number, line, self.fields, spans)
         if self._first:
             self._first = False
-            for report in self.reports.values():
+            for path, report in self.reports.items():
+                unfinished = self.followers[path].unfinished
+                if report.explicit and not report.lines and unfinished.strip() and not _decodes(unfinished):
+                    report.add(1, unfinished, self.fields, [])  # a file without a newline: judged by its content
                 if report.explicit and report.lines and not report.spans:
                     raise report.no_spans_error()
         return spans

@@ -267,8 +267,14 @@ class ViewerServer(ThreadingHTTPServer):
                 self.problem = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ViewerError) else str(exc)
 
     def stop(self) -> None:
-        self._stop.set()
+        """Stop :meth:`serve_forever` (running, or to come) and :meth:`close`."""
         self.shutdown()
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading the files and close the socket; for a server that was never
+        served, :meth:`stop` would wait for :meth:`serve_forever` to run."""
+        self._stop.set()
         self.server_close()
         if self._reader is not None:
             self._reader.join(5)

@@ -21,6 +21,7 @@ from infratrace.viewer.reading import Watch
 from infratrace.viewer.web import ViewerServer
 
 from .browser import start_server, stop
+from .conftest import run_module
 from .recorded import CHECKOUT, FAIL, HEALTH, WEB_SPANS, Recording, driver, write
 
 
@@ -229,3 +230,19 @@ def test_the_command_serves_until_interrupted(recording: Recording) -> None:
         assert [t["trace_id"] for t in get_json(port, "/api/traces")["traces"]] == [HEALTH, FAIL, CHECKOUT]
     finally:
         assert stop(process) == 0
+
+
+def test_bad_input_stops_the_command_with_one_line(tmp_path: Path, server: ViewerServer, recording: Recording) -> None:
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(b"\x7fELF\x02\x01\x01\x00")  # no newline at all
+    for argv, message in (
+        ([str(garbage)], f"{garbage}: not a JSON-lines span file: line 1 is not a JSON object: binary data"),
+        ([str(tmp_path / "missing.jsonl")], f"{tmp_path / 'missing.jsonl'}: no such file or directory"),
+        ([str(recording.worker), "--port", str(server.port)], f"127.0.0.1:{server.port}: cannot listen: Address already in use"),
+        (["-"], "-: stdin cannot be followed; give file or directory names"),
+    ):
+        result = run_module("serve", *argv)
+        assert result.returncode == 2, result
+        assert result.stdout == b""
+        assert result.stderr.decode().startswith(f"infratrace serve: {message}")
+        assert result.stderr.count(b"\n") == 1

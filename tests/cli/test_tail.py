@@ -195,3 +195,16 @@ def test_the_command_follows_files_across_rotations(files: Files) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(20) == 0
+
+
+def test_a_file_without_spans_stops_tail_with_one_line(tmp_path: Path) -> None:
+    from .conftest import run_module
+
+    log = tmp_path / "app.log"
+    log.write_text("INFO started\nINFO ready\n")
+    result = run_module("tail", str(log))
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"infratrace tail: {log}: not a JSON-lines span file: line 1 is not a JSON object: 'INFO started'\n".encode()
+    )
