@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="infratrace",
         description="Look at traces written by infratrace's file driver, and check configurations.",
-        epilog=__doc__.split("\n\n")[1] if __doc__ else None,
+        epilog="examples:\n" + __doc__.split("\n\n")[1] if __doc__ else None,
         formatter_class=_Formatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{view,tail,serve,check,stats}")

@@ -342,7 +342,7 @@ def test_tree_is_view_and_stats_counts(cli: Cli, recording: Recording) -> None:
 def test_python_dash_m_and_every_command_s_help_has_examples() -> None:
     top = run_module("--help")
     assert top.returncode == 0
-    assert b"infratrace view logs/traces.jsonl" in top.stdout
+    assert b"examples:\n  infratrace view logs/traces.jsonl" in top.stdout
     for command in ("view", "tail", "serve", "check", "stats"):
         result = run_module(command, "--help")
         assert result.returncode == 0, result.stderr
