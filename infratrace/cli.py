@@ -156,11 +156,13 @@ examples:
         "mapping. It builds no driver: no file or folder is created, no connection opened.",
         epilog="""examples:
   infratrace check infratrace.toml
-  infratrace check                          # what configure() reads: $INFRATRACE_CONFIG, else the defaults
+  infratrace check                          # what configure() reads: $INFRATRACE_CONFIG, ./infratrace.toml or the defaults
   infratrace check infratrace.toml --test-write
 """,
     )
-    check.add_argument("config", nargs="?", metavar="CONFIG", help="a TOML file (default: $INFRATRACE_CONFIG)")
+    check.add_argument(
+        "config", nargs="?", metavar="CONFIG", help="a TOML file (default: $INFRATRACE_CONFIG, else ./infratrace.toml)"
+    )
     check.add_argument(
         "--test-write",
         action="store_true",

@@ -17,7 +17,17 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from .._config import TOP_LEVEL_TABLES, Config, ConfigSource, ConnectionConfig, SampleConfig, _read_document, check_config
+from .._config import (
+    DEFAULTS,
+    LOCAL_CONFIG,
+    TOP_LEVEL_TABLES,
+    Config,
+    ConfigSource,
+    ConnectionConfig,
+    SampleConfig,
+    _read_document,
+    check_config,
+)
 from .._errors import ConfigError, toml_text
 from .._fields import canonical_name
 from .._registry import get_driver_factory
@@ -219,8 +229,8 @@ def _notes(source: ConfigSource) -> list[str]:
         document, origin = _read_document(source)
     except ConfigError:
         return []
-    if origin == "<defaults>":
-        return ["no configuration given and INFRATRACE_CONFIG is unset: these are the defaults"]
+    if origin == DEFAULTS:
+        return [f"no configuration given, INFRATRACE_CONFIG is unset and there is no ./{LOCAL_CONFIG}: these are the defaults"]
     notes = []
     for key, value in document.items():
         if key in TOP_LEVEL_TABLES:

@@ -273,10 +273,17 @@ def test_the_environment_it_reads_is_shown_with_headers_masked(cli: Cli, tmp_pat
 def test_without_an_argument_it_checks_what_configure_reads(
     cli: Cli, app: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(app[0].parent.parent)  # no infratrace.toml here
     defaults = cli("check")
     assert defaults.code == 0
     assert defaults.out.startswith("<defaults>: valid, 1 connection\n")
-    assert defaults.out.endswith("note: no configuration given and INFRATRACE_CONFIG is unset: these are the defaults\n")
+    assert defaults.out.endswith(
+        "note: no configuration given, INFRATRACE_CONFIG is unset and there is no ./infratrace.toml: these are the defaults\n"
+    )
+    local = app[0].parent / "infratrace.toml"
+    local.write_text(app[0].read_text())
+    monkeypatch.chdir(local.parent)
+    assert cli("check").out == cli("check", local.resolve()).out  # ./infratrace.toml, as configure() finds it
     monkeypatch.setenv("INFRATRACE_CONFIG", str(app[0]))
     named = cli("check")
     assert named.out == cli("check", app[0]).out
