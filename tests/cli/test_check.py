@@ -273,7 +273,9 @@ def test_the_environment_it_reads_is_shown_with_headers_masked(cli: Cli, tmp_pat
 def test_without_an_argument_it_checks_what_configure_reads(
     cli: Cli, app: tuple[Path, Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(app[0].parent.parent)  # no infratrace.toml here
+    empty = app[0].parent / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)  # no infratrace.toml here
     defaults = cli("check")
     assert defaults.code == 0
     assert defaults.out.startswith("<defaults>: valid, 1 connection\n")
