@@ -164,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     spans = read_spans([ctx.trace_file]) if ctx.trace_file.exists() else []
     ctx.log(f"{len(spans)} spans from {', '.join(ran)} in {ctx.trace_file.relative_to(ROOT)} — as trees:")
     render_trees(spans, sys.stdout)
-    print(f"Re-read them any time with: .venv/bin/infratrace tree {ctx.trace_file.relative_to(ROOT)}")
+    relative = ctx.trace_file.relative_to(ROOT)
+    print(f"Files: {ctx.output.relative_to(ROOT)}/ (traces.jsonl, inventory.log)")
+    print(f"See them again: .venv/bin/infratrace view {relative}  ·  in a browser: .venv/bin/infratrace serve {relative}")
     return 0 if spans else 1
 
 
