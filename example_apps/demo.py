@@ -51,6 +51,12 @@ class DemoContext:
             return int(sock.getsockname()[1])
 
     @staticmethod
+    def traceparent() -> str:
+        """A new caller's context, as an upstream service would send it: each demo
+        request that carries one continues a trace of its own."""
+        return f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+
+    @staticmethod
     def log(message: str) -> None:
         print(f"\n=== {message}", flush=True)
 
@@ -93,7 +99,7 @@ class DemoContext:
         self._worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "--quiet", "-A", "example_apps.celery_app.tasks", "worker", "-P", "prefork",
              "-c", "2", "-Q", queue, "--without-mingle", "--without-gossip", "--without-heartbeat", "-l", "warning"],
-            cwd=ROOT, env=self.env,
+            cwd=ROOT, env={**self.env, "INFRATRACE_SERVICE": "shop_tasks"},  # as the adapter names the tasks' spans
         )  # fmt: skip
 
     def stop_worker(self) -> None:

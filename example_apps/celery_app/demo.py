@@ -18,7 +18,7 @@ def run(ctx: Any) -> None:
     os.environ["CELERY_APP_QUEUE"] = queue
     ctx.start([sys.executable, "-m", "celery", "--quiet", "-A", "example_apps.celery_app.tasks", "worker",
                "-P", "prefork", "-c", "2", "-Q", queue, "--without-mingle", "--without-gossip",
-               "--without-heartbeat", "-l", "warning"])  # fmt: skip
+               "--without-heartbeat", "-l", "warning"], env={"INFRATRACE_SERVICE": "shop_tasks"})  # fmt: skip
 
     import infratrace
 

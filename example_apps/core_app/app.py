@@ -17,10 +17,10 @@ def hash_password(raw: str) -> str:
 def login(name: str, password: str) -> bool:
     digest = hash_password(password)
     ok = digest.startswith("0") or name == "alice"
-    infratrace.trace(
-        "user.login.validated" if ok else "user.login.failed",
-        {"status": "ok" if ok else "error", "error": "invalid password", "user": name},
-    )
+    if ok:
+        infratrace.trace("user.login.validated", {"user": name})
+    else:
+        infratrace.trace("user.login.failed", {"status": "error", "error": "invalid password", "user": name})
     return ok
 
 

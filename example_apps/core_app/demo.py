@@ -8,4 +8,5 @@ from typing import Any
 
 
 def run(ctx: Any) -> None:
-    subprocess.run([sys.executable, "-m", "example_apps.core_app.app"], cwd=ctx.root, env=ctx.env, check=True)
+    env = {**ctx.env, "INFRATRACE_SERVICE": "core-demo"}
+    subprocess.run([sys.executable, "-m", "example_apps.core_app.app"], cwd=ctx.root, env=env, check=True)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
 
 def run(ctx: Any) -> None:
     wsgi_port, asgi_port = ctx.free_port(), ctx.free_port()
@@ -21,7 +19,8 @@ def run(ctx: Any) -> None:
             "--log-level",
             "warning",
             "example_apps.django_app.wsgi:application",
-        ]
+        ],
+        env={"INFRATRACE_SERVICE": "django-shop"},  # as INFRATRACE_DJANGO["service"] names its spans
     )
     ctx.start(
         [
@@ -35,13 +34,14 @@ def run(ctx: Any) -> None:
             "--log-level",
             "warning",
             "example_apps.django_app.asgi:application",
-        ]
+        ],
+        env={"INFRATRACE_SERVICE": "django-shop"},
     )
     for port in (wsgi_port, asgi_port):
         ctx.wait_http(f"http://127.0.0.1:{port}/health/")
     wsgi, asgi = f"http://127.0.0.1:{wsgi_port}", f"http://127.0.0.1:{asgi_port}"
     for url, headers in [
-        (f"{wsgi}/users/7/", {"traceparent": TRACEPARENT, "x-request-id": "demo-1"}),
+        (f"{wsgi}/users/7/", {"traceparent": ctx.traceparent(), "x-request-id": "demo-1"}),
         (f"{wsgi}/orders/42/", {}),
         (f"{wsgi}/report/", {}),
         (f"{wsgi}/fail/", {}),

@@ -8,18 +8,19 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
 
 def run(ctx: Any) -> None:
     port = ctx.free_port()
     base = f"http://127.0.0.1:{port}"
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    ctx.start([gunicorn, "example_apps.flask_app.app:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--log-level", "warning"])
+    ctx.start(
+        [gunicorn, "example_apps.flask_app.app:app", "-b", f"127.0.0.1:{port}", "-w", "2", "--log-level", "warning"],
+        env={"INFRATRACE_SERVICE": "shop"},  # the adapter's service option names its spans the same
+    )
     ctx.wait_http(f"{base}/health")
     ctx.log(f"flask_app: requests to {base} (gunicorn, 2 workers)")
     for path, headers in (
-        ("/users/7", {"traceparent": TRACEPARENT}),
+        ("/users/7", {"traceparent": ctx.traceparent()}),
         ("/stream", {}),
         ("/fail", {}),
         ("/no/such/page", {}),

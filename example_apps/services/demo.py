@@ -20,12 +20,12 @@ def run(ctx: Any) -> None:
     ctx.start(
         [f"{bin_dir}/gunicorn", "--bind", f"127.0.0.1:{inventory_port}", "--workers", "2", "--log-level", "warning",
          "example_apps.django_app.wsgi:application"],
-        env={"EXAMPLE_LOG_FILE": str(log_file)},
+        env={"EXAMPLE_LOG_FILE": str(log_file), "INFRATRACE_SERVICE": "django-shop"},
     )  # fmt: skip
     ctx.start(
         [sys.executable, "-m", "uvicorn", "example_apps.starlette_app.app:app", "--host", "127.0.0.1",
          "--port", str(shop_port), "--log-level", "warning"],
-        env={"INVENTORY_URL": inventory},
+        env={"INVENTORY_URL": inventory, "INFRATRACE_SERVICE": "starlette-shop"},
     )  # fmt: skip
     ctx.wait_http(f"{inventory}/health/")
     ctx.wait_http(f"http://127.0.0.1:{shop_port}/health")

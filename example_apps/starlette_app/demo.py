@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
 
 def run(ctx: Any) -> None:
     port = ctx.free_port()
@@ -23,12 +21,13 @@ def run(ctx: Any) -> None:
             str(port),
             "--log-level",
             "warning",
-        ]
+        ],
+        env={"INFRATRACE_SERVICE": "starlette-shop"},
     )
     ctx.wait_http(f"{base}/health")
     ctx.log(f"starlette_app: requests to {base}")
     for path, headers in (
-        ("/users/1", {"traceparent": TRACEPARENT}),
+        ("/users/1", {"traceparent": ctx.traceparent()}),
         ("/users/99", {}),
         ("/report", {}),
         ("/fail", {}),
