@@ -9,7 +9,7 @@ A library module only translates its request and response objects into these cal
     span = tracer.start(method, origin, rest, request)   # None: not traced
     tracer.inject(headers, span)                          # when tracer.propagate
     ... the library's own call, with ``in_client`` set ...
-    tracer.finish(span, status, version, request, response)   # or tracer.fail(span, exc, request)
+    tracer.finish(span, status, version, request, response)   # or tracer.fail(span, exc)
 
 Nothing here raises into the caller: a failure while tracing leaves the request
 untraced (or its span ended as it stands) and the request goes on unchanged."""
@@ -40,9 +40,13 @@ from infratrace.instrumentation import (
 __all__ = [
     "ClientOptions",
     "ClientTracer",
+    "Instrumentation",
     "Origin",
+    "Patch",
     "RequestHook",
     "ResponseHook",
+    "clean_rest",
+    "full_url",
     "in_client",
     "origin_of",
     "protocol_version",
@@ -244,19 +248,10 @@ def split_url(url: str) -> tuple[Origin, str] | None:
 _SENSITIVE = tuple(DEFAULT_SENSITIVE_QUERY_KEYS)
 
 
-_cleaned: dict[str, str] = {}
-
-
 def full_url(origin: Origin, rest: str) -> str:
-    """``url.full``: the origin (userinfo removed) and :func:`clean_rest` of the rest,
-    cached per path and query (requests to the same path repeat; bounded)."""
-    cleaned = _cleaned.get(rest)
-    if cleaned is None:
-        cleaned = clean_rest(rest)
-        if len(_cleaned) >= MAX_CACHED:
-            _cleaned.clear()
-        _cleaned[rest] = cleaned
-    return origin.prefix + cleaned
+    """``url.full``: the origin (userinfo removed) and :func:`clean_rest` of the rest.
+    Not cached: a query string may carry a secret, which must not outlive the request."""
+    return origin.prefix + clean_rest(rest)
 
 
 def clean_rest(rest: str) -> str:

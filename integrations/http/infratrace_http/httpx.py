@@ -34,6 +34,7 @@ ROUTE_EXTENSION = "infratrace.route"
 
 
 def _start(tracer: ClientTracer, request: Any) -> AnySpan | None:
+    span = None
     try:
         url = request.url
         origin = origin_of(url.scheme, url.host, url.port)
@@ -42,8 +43,8 @@ def _start(tracer: ClientTracer, request: Any) -> AnySpan | None:
         if span is not None and tracer.propagate:
             tracer.inject(request.headers, span)
         return span
-    except Exception:
-        return None
+    except Exception:  # the span, if begun, still ends with the response
+        return span
 
 
 def _finish(tracer: ClientTracer, span: AnySpan, request: Any, response: Any) -> None:
