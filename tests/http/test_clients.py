@@ -335,3 +335,25 @@ def test_instrumenting_imports_nothing_and_patches_nothing_at_import() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_client_spans_count_against_the_request_s_span_budget(
+    client: Client, instrument: Callable[..., None], peer: Peer, span_file: Any
+) -> None:
+    """Over budget the request is still sent, in the same trace, with no span written."""
+    out = span_file()
+    instrument()
+    with infratrace.begin("http:GET /orders") as server:
+        budget = infratrace.SpanBudget(2).activate()
+        try:
+            for _ in range(3):
+                client.send("GET", f"{peer.base}/ok")
+        finally:
+            budget.deactivate()
+    assert budget.dropped == 1
+    spans = client_spans(out.spans())
+    assert len(spans) == 2
+    sent = [received.header("traceparent") for received in peer.received]
+    assert sent[:2] == [traceparent(span) for span in spans]
+    assert sent[2] is not None and sent[2].startswith(f"00-{server.trace_id}-")
+    assert sent[2] not in sent[:2]
