@@ -89,6 +89,7 @@ DJANGO_LABELS = (
     "select_related",
     "servers",
     "sessions_tests",
+    "settings_tests",
     "shortcuts",
     "signals",
     "signed_cookies_tests",
@@ -219,15 +220,24 @@ def installed_version(dist: str) -> str:
 def fetch_sdist(fw: Framework, version: str, cache: Path) -> Path:
     sdists = cache / "sdists"
     sdists.mkdir(parents=True, exist_ok=True)
+    found = find_sdist(sdists, fw.dist, version)
+    if found is None:
+        say(f"{fw.name}: downloading the {fw.dist} {version} sdist")
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+        command += ["--dest", str(sdists), f"{fw.dist}=={version}"]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        found = find_sdist(sdists, fw.dist, version)
+    if found is None:
+        raise OSError(f"pip saved no {fw.dist}-{version}.tar.gz in {sdists}")
+    return found
+
+
+def find_sdist(sdists: Path, dist: str, version: str) -> Path | None:
+    wanted = f"{dist}-{version}".lower().replace("_", "-")
     for candidate in sdists.glob("*.tar.gz"):
-        stem = candidate.name[: -len(".tar.gz")]
-        if stem.lower().replace("_", "-") == f"{fw.dist}-{version}".lower():
+        if candidate.name[: -len(".tar.gz")].lower().replace("_", "-") == wanted:
             return candidate
-    say(f"{fw.name}: downloading the {fw.dist} {version} sdist")
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-    command += ["--dest", str(sdists), f"{fw.dist}=={version}"]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return fetch_sdist(fw, version, cache)
+    return None
 
 
 def unpack(fw: Framework, sdist: Path, cache: Path) -> Path:
