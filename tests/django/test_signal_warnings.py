@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import django
 import pytest
@@ -346,3 +347,20 @@ def test_without_an_exact_copy_signals_are_untraced_and_it_says_why(
         monkeypatch.undo()
         apply_options()
     assert Signal.__dict__["send"] is not signals.ORIGINAL_METHODS["send"]  # traced again
+
+
+def test_what_a_test_sets_on_a_signal_is_left_alone(spans: SpanFile) -> None:
+    signal = make_signal(warning_receiver)
+    name_signal(signal, "pre_init")  # denied by default: Django's methods get bound on it
+    with mock.patch.object(signal, "send", return_value=["mocked"]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert signal.send_robust(sender=None) == [(warning_receiver, None)]
+        assert signal.send(sender=None) == ["mocked"]  # not replaced by Django's own
+        name_signal(signal, "card_checked")  # re-decided: our bindings go, the mock stays
+        assert signal.send(sender=None) == ["mocked"] and "send_robust" not in vars(signal)
+    assert "send" not in vars(signal)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert signal.send(sender=None) == [(warning_receiver, None)]
+    assert [s["name"] for s in spans.spans()] == ["event:card_checked"]

@@ -238,9 +238,9 @@ def _task(signal: Signal, receiver: Any, sender: Any, awaitable: Any) -> Any:
         return awaitable
     try:
         task = loop.create_task(awaitable)
-    except BaseException as exc:
-        _end(span, token, exc)
-        raise
+    except Exception:  # gather will fail the same way with the coroutine itself
+        _end(span, token, None)
+        return awaitable
     try:
         detach(token)
         # gather does not warn about a pending task it made itself: neither for this one
@@ -311,12 +311,12 @@ def _event_name(signal: Signal) -> str | None:
 def _bypass(signal: Signal) -> None:
     """Bind Django's methods on this (untraced) signal: the instance attributes shadow
     the traced class methods, so its sends cost what they cost without infratrace. A
-    subclass's own override is left alone."""
+    subclass's own override, or an attribute set on the instance (a mock), is left alone."""
     try:
-        cls = type(signal)
+        cls, namespace = type(signal), signal.__dict__
         for name, method in (_traced or {}).items():
-            if getattr(cls, name, None) is method:
-                signal.__dict__[name] = types.MethodType(ORIGINAL_METHODS[name], signal)
+            if getattr(cls, name, None) is method and name not in namespace:
+                namespace[name] = types.MethodType(ORIGINAL_METHODS[name], signal)
         _bypassed.add(signal)
     except Exception:  # a signal without a __dict__: keep going through the traced methods
         pass
@@ -324,8 +324,11 @@ def _bypass(signal: Signal) -> None:
 
 def _unbypass(signal: Signal) -> None:
     try:
-        for name in DISPATCH_METHODS:
-            signal.__dict__.pop(name, None)
+        namespace = signal.__dict__
+        for name, original in ORIGINAL_METHODS.items():
+            bound = namespace.get(name)
+            if isinstance(bound, types.MethodType) and bound.__func__ is original and bound.__self__ is signal:
+                del namespace[name]
     except Exception:
         pass
     _bypassed.discard(signal)
