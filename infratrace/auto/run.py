@@ -81,3 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"infratrace-run: cannot run {args[0]!r}: {exc.strerror or exc}", file=sys.stderr)
         return 127 if isinstance(exc, FileNotFoundError) else 126
     return 0  # not reached: exec replaces the process
+
+
+if __name__ == "__main__":
+    sys.exit(main())
