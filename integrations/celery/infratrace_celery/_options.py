@@ -25,6 +25,9 @@ OPTION_KEYS = (
     "span_budget",
 )
 DEFAULT_SPAN_BUDGET = 1000
+# What infratrace.configure(None) reads when $INFRATRACE_CONFIG is unset: the file of
+# this name in the working directory.
+LOCAL_CONFIG = "infratrace.toml"
 
 
 class TaskNames:
@@ -62,7 +65,9 @@ class CeleryOptions:
     beside the task attribute ``infratrace_propagate = False``. ``excluded_tasks``: task
     names that get no spans at all. ``config``: the TOML (path, string or mapping) the
     worker and beat configure infratrace from — default ``app.conf.infratrace``, else
-    ``$INFRATRACE_CONFIG``; with none of them the adapter leaves the configuration alone.
+    ``$INFRATRACE_CONFIG``, else ``./infratrace.toml`` (what ``infratrace.configure()``
+    finds); with none of them the adapter leaves the configuration alone, and the first
+    span says once on stderr that none was found.
     ``configure_worker=False`` never configures. ``flush_timeout``: seconds a stopping
     worker waits for its spans to be written. ``span_budget``: most spans one task
     execution may begin (0 = no limit)."""
@@ -123,8 +128,8 @@ def config_source(options: CeleryOptions, app: Any) -> tuple[bool, ConfigSource]
             from_app = None
     if from_app is not None:
         return True, from_app
-    if os.environ.get("INFRATRACE_CONFIG"):
-        return True, None
+    if os.environ.get("INFRATRACE_CONFIG", "").strip() or os.path.isfile(LOCAL_CONFIG):
+        return True, None  # infratrace.configure(None) finds it, as every other process does
     return False, None
 
 
