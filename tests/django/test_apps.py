@@ -103,5 +103,7 @@ def test_bad_options_fail_when_settings_change() -> None:
 def test_options_defaults() -> None:
     options = DjangoOptions.from_mapping(None)
     assert options.signals and not options.middleware_timings
-    assert options.signal_deny == ("pre_init", "post_init", "request_started", "request_finished", "setting_changed")
+    assert options.signal_deny == (
+        "pre_init", "post_init", "request_started", "request_finished", "setting_changed", "autoreload_started", "file_changed",
+    )  # fmt: skip
     assert options.web.span_budget == 1000

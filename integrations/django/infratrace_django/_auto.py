@@ -15,16 +15,13 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from ._options import DEFAULT_SIGNAL_DENY, SETTING
-
-__all__ = ["APP", "AUTORELOAD_SIGNALS", "MIDDLEWARE", "add_to_settings", "instrument"]
+__all__ = ["APP", "MIDDLEWARE", "add_to_settings", "instrument"]
 
 MARK = "__infratrace_auto__"
 APP = "infratrace_django"
 APP_NAMES = (APP, "infratrace_django.apps.InfratraceDjangoConfig")
 MIDDLEWARE = "infratrace_django.TraceMiddleware"
 MIDDLEWARE_NAMES = (MIDDLEWARE, "infratrace_django.middleware.TraceMiddleware")
-AUTORELOAD_SIGNALS = ("autoreload_started", "file_changed")
 
 
 def instrument(module: ModuleType) -> None:
@@ -59,8 +56,6 @@ def add_to_settings() -> bool:
             settings.INSTALLED_APPS = _same_kind(apps, [*apps, APP])
         if middleware is not None and not any(name in MIDDLEWARE_NAMES for name in middleware):
             settings.MIDDLEWARE = _same_kind(middleware, [MIDDLEWARE, *middleware])
-        if not hasattr(settings, SETTING):
-            setattr(settings, SETTING, {"signal_deny": [*DEFAULT_SIGNAL_DENY, *AUTORELOAD_SIGNALS]})
         return True
     except Exception as exc:
         print(f"infratrace: django not instrumented: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -18,7 +18,17 @@ __all__ = ["DEFAULT_SIGNAL_DENY", "DjangoOptions", "django_options", "reset_opti
 
 SETTING = "INFRATRACE_DJANGO"
 # Per-instance (model __init__) and per-request noise: one span each would dwarf the rest.
-DEFAULT_SIGNAL_DENY = ("pre_init", "post_init", "request_started", "request_finished", "setting_changed")
+# The autoreloader's: runserver's watching process serves no request, and its
+# autoreload_started would be a trace of its own per start.
+DEFAULT_SIGNAL_DENY = (
+    "pre_init",
+    "post_init",
+    "request_started",
+    "request_finished",
+    "setting_changed",
+    "autoreload_started",
+    "file_changed",
+)
 DJANGO_KEYS = ("signals", "signal_allow", "signal_deny", "middleware_timings", "database_spans", "database_root_spans")
 
 
