@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ._json import Raw, encode_json, encode_line
-from ._spandata import SpanData
+from ._spandata import SpanData, safe_str
 
 if TYPE_CHECKING:
     from ._config import ConnectionConfig
@@ -238,8 +238,8 @@ def stable_record(s: SpanData, flag: str = "") -> StableRecord:
     per process."""
     name, kind, trace_id, span_id, parent, _, _, start, end, status, code, message, attrs, events, resource = s
     service = attrs.get("service")
-    if service.__class__ is not str or not service:
-        service = s.service_name
+    if service.__class__ is not str or not service:  # SpanData.service_name, inlined
+        service = resource.service_name if service is None or service == "" else safe_str(service)
     return StableRecord(
         trace_id,
         span_id,

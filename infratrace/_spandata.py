@@ -198,7 +198,13 @@ def safe_attributes(attributes: Any) -> dict[str, AttributeValue]:
                 if cls is str:
                     if len(value) > limit:
                         break
-                elif cls is not bool and not _plain_number(value, cls):
+                elif cls is int:  # _plain_number, inlined: this loop runs for every span
+                    if not _INT64_MIN <= value <= _INT64_MAX:
+                        break
+                elif cls is float:
+                    if value - value != 0.0:  # inf - inf and nan - nan are nan: not finite
+                        break
+                elif cls is not bool:
                     break
             else:
                 return attributes  # type: ignore[no-any-return]
