@@ -158,10 +158,16 @@ examples:
   infratrace check infratrace.toml
   infratrace check                          # what configure() reads: $INFRATRACE_CONFIG, ./infratrace.toml or the defaults
   infratrace check infratrace.toml --test-write
+  infratrace check pyproject-like.toml --app-tables   # a file that also holds the application's own tables
 """,
     )
     check.add_argument(
         "config", nargs="?", metavar="CONFIG", help="a TOML file (default: $INFRATRACE_CONFIG, else ./infratrace.toml)"
+    )
+    check.add_argument(
+        "--app-tables",
+        action="store_true",
+        help="the file is shared with the application: its other top-level tables are notes, not errors",
     )
     check.add_argument(
         "--test-write",
@@ -349,7 +355,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from .viewer.checking import run_check
 
-    return run_check(args.config, sys.stdout, sys.stderr, write=args.test_write)
+    return run_check(args.config, sys.stdout, sys.stderr, write=args.test_write, app_tables=args.app_tables)
 
 
 def _stats(args: argparse.Namespace) -> int:

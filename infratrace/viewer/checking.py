@@ -40,11 +40,20 @@ TEST_SPAN_NAME = "infratrace.check"
 _SECRET_WORDS = ("pass", "secret", "token", "auth", "key", "credential")
 
 
-def run_check(source: ConfigSource, out: TextIO, err: TextIO, *, write: bool = False) -> int:
+def run_check(source: ConfigSource, out: TextIO, err: TextIO, *, write: bool = False, app_tables: bool = False) -> int:
     """Check ``source`` (``None``: what ``configure()`` reads without an argument);
     describe it on ``out``, or list its errors on ``err``. Returns the exit status:
-    0 valid (and, with ``write``, every test write succeeded), 1 otherwise."""
+    0 valid (and, with ``write``, every test write succeeded), 1 otherwise.
+
+    A top-level table or key that is not infratrace's is an error here, with a
+    did-you-mean when its name is near one of ours: ``configure()`` ignores them so that
+    an application can keep its own tables in the file, but in a file of infratrace's
+    own it is a mistake. ``app_tables`` (``--app-tables``: the file is shared with the
+    application) makes them notes, as ``configure()`` sees them."""
     config, errors = check_config(source)
+    if not app_tables:
+        reported = {error.key for error in errors}
+        errors = errors + [error for error in _unknown_tables(source) if error.key not in reported]
     if errors or config is None:
         for error in errors:
             err.write(f"invalid: {error}\n")
@@ -219,6 +228,25 @@ def _environment() -> dict[str, str]:
             continue
         found[name] = MASK if "HEADERS" in name else os.environ[name]
     return found
+
+
+def _unknown_tables(source: ConfigSource) -> list[ConfigError]:
+    """The top-level tables and keys of ``source`` that are not infratrace's, as errors."""
+    try:
+        document, origin = _read_document(source)
+    except ConfigError:
+        return []
+    errors = []
+    for key, value in document.items():
+        if key in TOP_LEVEL_TABLES:
+            continue
+        match = difflib.get_close_matches(str(key).lower(), TOP_LEVEL_TABLES, n=1, cutoff=0.6)
+        near = f"did you mean [{match[0]}]? " if match else ""
+        what = "table" if isinstance(value, Mapping) else "key"
+        ours = ", ".join(f"[{name}]" for name in TOP_LEVEL_TABLES)
+        expected = f"unknown {what}; {near}infratrace reads {ours} (--app-tables: the file is shared with the application)"
+        errors.append(ConfigError(str(key), value, expected, origin))
+    return errors
 
 
 def _notes(source: ConfigSource) -> list[str]:

@@ -184,9 +184,23 @@ def app(tmp_path: Path) -> tuple[Path, Path, str]:
     return path, logs, endpoint
 
 
+def test_tables_not_ours_are_errors_unless_the_file_is_shared_with_the_application(cli: Cli, app: tuple[Path, Path, str]) -> None:
+    path, logs, _ = app
+    result = cli("check", path)
+    assert result.code == 1
+    assert result.out == ""
+    shared = "infratrace reads [trace], [infratrace], [limits] (--app-tables: the file is shared with the application)"
+    assert result.err.splitlines() == [
+        f"invalid: {path}: myapp = {{ debug = true }} is invalid: unknown table; {shared}",
+        f"invalid: {path}: tracer = {{ depth = 3 }} is invalid: unknown table; did you mean [trace]? {shared}",
+        "2 errors",
+    ]
+    assert not logs.exists()
+
+
 def test_a_valid_file_is_described_and_nothing_is_created(cli: Cli, app: tuple[Path, Path, str]) -> None:
     path, logs, endpoint = app
-    result = cli("check", path)
+    result = cli("check", "--app-tables", path)
     assert result.code == 0, result.err
     assert result.err == ""
     assert result.out == fill(DESCRIPTION, path=path, logs=logs, endpoint=endpoint, node=socket.gethostname())
