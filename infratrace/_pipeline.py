@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from ._budget import count_of
@@ -32,7 +33,19 @@ from ._sampling import LocalTrace, Sampler
 from ._span import Span
 from ._spandata import Resource, SpanData, refresh_clock_offset, snapshot
 
-__all__ = ["ConnectionRunner", "Pipeline", "dynamic_factor"]
+__all__ = ["ConnectionRunner", "Pipeline", "dynamic_factor", "in_pipeline"]
+
+# True while a driver writes a batch, on whatever thread (its connection's, or the
+# application's under overflow = "sync" or force_flush()): instrumentations of the
+# libraries a driver may send with trace nothing then, or a destination's own requests
+# would be spans to send.
+_writing: ContextVar[bool] = ContextVar("infratrace_pipeline_writing", default=False)
+
+
+def in_pipeline() -> bool:
+    """Whether the caller runs inside a driver's write (see ``_writing``)."""
+    return _writing.get()
+
 
 ERROR_REPORT_INTERVAL = 10.0  # seconds between two stderr reports of one connection
 CLOCK_REFRESH_INTERVAL = 30.0
@@ -200,6 +213,7 @@ class ConnectionRunner:
 
     def _write(self, batch: list[Any]) -> None:
         with self._write_lock:
+            token = _writing.set(True)
             try:
                 self._write_items(batch)
             except Exception as exc:  # a destination's failure never reaches the app
@@ -209,6 +223,8 @@ class ConnectionRunner:
             else:
                 self.written += len(batch)
                 self.writes += 1
+            finally:
+                _writing.reset(token)
 
     def _run(self) -> None:
         wake = self._wake

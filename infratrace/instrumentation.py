@@ -17,6 +17,9 @@ else from infratrace (the public ``infratrace`` package aside). What it covers:
   conventions), :func:`http_span_name`, :func:`set_route` once routing ran,
   :func:`finish_http_span` from a status code and an exception, :class:`WebOptions`
   (the options every web adapter accepts);
+- **the pipeline's own work**: :func:`in_pipeline` is true while a driver writes a
+  batch, on whatever thread; an instrumentation of a library a driver may send with
+  makes no span then;
 - **propagation**: :func:`extract` / :func:`inject` for header carriers,
   :func:`remote_parent` for an incoming message's raw ``traceparent``/``tracestate``
   and :func:`outgoing_traceparent` / :func:`outgoing_baggage` for an outgoing one's
@@ -40,6 +43,7 @@ from typing import Any
 from . import _spandata, _tracer
 from ._budget import SpanBudget, active_budget, span_budget
 from ._db import DatabaseInfo, begin_query_span, db_system, end_query_span, sanitize_sql, sql_operation_and_target
+from ._pipeline import in_pipeline
 from ._propagation import (
     extract,
     extract_baggage,
@@ -90,6 +94,7 @@ __all__ = [
     "finish_http_span",
     "format_traceparent",
     "http_span_name",
+    "in_pipeline",
     "inject",
     "normalize_method",
     "now_ns",

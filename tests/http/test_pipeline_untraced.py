@@ -174,3 +174,26 @@ def test_untraced_shields_a_driver_that_writes_on_the_flushing_thread(
         infratrace.shutdown(5)
     batches = [received for received in peer.received if received.path == "/batch"]
     assert batches and all(received.header("traceparent") is None for received in batches)
+
+
+def test_a_driver_writing_on_the_flushing_thread_is_not_traced_even_unshielded(
+    everything_instrumented: None, collector: Collector, peer: Peer, tmp_path: Path
+) -> None:
+    """The pipeline says when a driver writes (``infratrace.instrumentation.in_pipeline``),
+    on whatever thread: a custom driver posting with an instrumented library during
+    ``force_flush()`` inside a span of the application's makes no span and sends no
+    header, without ``untraced()``."""
+    path = _configure(tmp_path, collector, peer)
+    try:
+        with infratrace.begin("service:checkout"):
+            with infratrace.begin("service:inner"):
+                pass
+            assert infratrace.force_flush(10)  # the driver writes here, under the current span
+        assert infratrace.force_flush(10)
+        names = [json.loads(line)["name"] for line in path.read_text().splitlines()]
+        assert sorted(names) == ["service:checkout", "service:inner"]
+        assert "MainThread" in Poster.threads
+    finally:
+        infratrace.shutdown(5)
+    batches = [received for received in peer.received if received.path == "/batch"]
+    assert batches and all(received.header("traceparent") is None for received in batches)

@@ -33,6 +33,7 @@ from infratrace.instrumentation import (
     AnySpan,
     begin,
     current_span,
+    in_pipeline,
     normalize_method,
     redact_query,
 )
@@ -414,11 +415,12 @@ class ClientTracer:
     def start(self, method: str, origin: Origin, rest: str, request: Any, template: Any = None) -> AnySpan | None:
         """Begin the client span of one request (it becomes the current span), or
         ``None`` when the request is not traced: its host is excluded, or there is no
-        current span and ``root_spans`` is off (or this is infratrace's own thread).
+        current span and ``root_spans`` is off, or a driver of infratrace's is writing
+        (on its connection's thread, or on the application's during a flush).
         ``template``: the request's own URL template (httpx's request extension), else
         the one of the enclosing :class:`route` block."""
         try:
-            if current_span() is None and (not self.root_spans or _pipeline_thread()):
+            if in_pipeline() or (current_span() is None and (not self.root_spans or _pipeline_thread())):
                 return None
             if self._patterns is not None and self.excluded(origin):
                 return None
