@@ -140,10 +140,9 @@ class FileDriver:
             raise ConfigError(
                 f"{config.path}.setting.output", str(self.path), "is a directory; expected a file path", config.source
             )
-        target = self.path if self.path.exists() else self.path.parent
-        if not os.access(target, os.W_OK):
-            what = "the file is not writable" if target is self.path else "its directory is not writable"
-            raise ConfigError(f"{config.path}.setting.output", str(self.path), what, config.source)
+        problem = _unwritable(self.path)
+        if problem:
+            raise ConfigError(f"{config.path}.setting.output", str(self.path), problem, config.source)
 
     # -- the write path -------------------------------------------------------------
     def write(self, spans: Sequence[SpanData]) -> None:
@@ -335,3 +334,16 @@ def _mtime(path: Path) -> float:
 
 def _mtime_then_name(path: Path) -> tuple[float, str]:
     return (_mtime(path), path.name)
+
+
+def _unwritable(path: Path) -> str:
+    """Why spans could not be appended to ``path`` (``""``: they can). An absent file
+    is created by the first write, so then its directory decides. Another process
+    sharing the file may rotate it away between two checks: a check is tried again
+    before the file is called unwritable."""
+    for _ in range(3):
+        if os.access(path, os.W_OK):
+            return ""
+        if not path.exists():
+            return "" if os.access(path.parent, os.W_OK) else "its directory is not writable"
+    return "the file is not writable"

@@ -223,3 +223,26 @@ def test_file_driver_through_the_pipeline_with_a_test_clock(tmp_path):
     infratrace.force_flush()
     assert len(list(tmp_path.glob("c.*"))) == 2
     infratrace.shutdown()
+
+
+def test_a_file_rotated_away_by_another_process_during_the_check_is_not_called_unwritable(tmp_path, monkeypatch):
+    """Another process sharing the file renames it (rotation) between the check that it
+    exists and the check that it is writable: configure() must not fail."""
+    from infratrace.drivers import file as file_driver
+
+    path = tmp_path / "shared.jsonl"
+    path.write_text("")
+    real_access = os.access
+    rotated = []
+
+    def access(target, mode):
+        if Path(target) == path and not rotated:  # the other process rotates right now
+            rotated.append(path.rename(tmp_path / "shared.1.jsonl"))
+            return False
+        return real_access(target, mode)
+
+    monkeypatch.setattr(file_driver.os, "access", access)
+    infratrace.configure(f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{path}"\n')
+    infratrace.trace("after the rotation")
+    infratrace.shutdown(5)
+    assert rotated and json.loads(path.read_text())["name"] == "after the rotation"
