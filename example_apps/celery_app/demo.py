@@ -22,7 +22,8 @@ def run(ctx: Any) -> None:
 
     import infratrace
 
-    infratrace.configure(ctx.config_path)  # this process is the "web app" sending the tasks
+    os.environ["INFRATRACE_SERVICE"] = "demo-web"  # this process is the "web app" sending the tasks
+    infratrace.configure(ctx.config_path)
     from example_apps.celery_app.tasks import charge_card, notify_customer, process_order
 
     with infratrace.begin("web:demo.checkout", {"kind": "web", "target": "demo.checkout"}):
