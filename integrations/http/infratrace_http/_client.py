@@ -53,6 +53,7 @@ __all__ = [
     "protocol_version",
     "route",
     "split_url",
+    "status_and_version",
     "untraced",
     "with_context",
 ]
@@ -376,13 +377,6 @@ def _glob(pattern: str) -> str:
     return fnmatch.translate(pattern)
 
 
-def _pipeline_thread() -> bool:
-    """The thread is one of infratrace's connection threads (``infratrace-conn-*``):
-    a driver that sends over HTTP must never be traced, or its own exports would make
-    spans to export."""
-    return threading.current_thread().name.startswith("infratrace-")
-
-
 class ClientTracer:
     """One library's instrumentation state: its options and its exclusion decisions
     (per origin)."""
@@ -420,7 +414,7 @@ class ClientTracer:
         ``template``: the request's own URL template (httpx's request extension), else
         the one of the enclosing :class:`route` block."""
         try:
-            if in_pipeline() or (current_span() is None and (not self.root_spans or _pipeline_thread())):
+            if in_pipeline() or (current_span() is None and not self.root_spans):
                 return None
             if self._patterns is not None and self.excluded(origin):
                 return None
@@ -464,6 +458,47 @@ class ClientTracer:
         except Exception:
             pass
 
+    def call(
+        self,
+        span: AnySpan | None,
+        request: Any,
+        facts: Callable[[Any], tuple[Any, Any]],
+        restore: Callable[[], None] | None,
+        function: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Run the library's own ``function(*args, **kwargs)`` with ``in_client`` set
+        (an instrumented library under it sends as is), then end ``span`` (when there is
+        one) from the response — ``facts(response)``: its status and protocol version —
+        or from the exception, which is re-raised unchanged. ``restore`` undoes what was
+        changed on the caller's request, before the span ends."""
+        token = in_client.set(True)
+        try:
+            response = function(*args, **kwargs)
+        except BaseException as exc:
+            in_client.reset(token)
+            if restore is not None:
+                restore()
+            if span is not None:
+                self.fail(span, exc)
+            raise
+        in_client.reset(token)
+        if restore is not None:
+            restore()
+        if span is not None:
+            self.returned(span, request, response, facts)
+        return response
+
+    def returned(self, span: AnySpan, request: Any, response: Any, facts: Callable[[Any], tuple[Any, Any]]) -> None:
+        """End ``span`` from the response the library returned."""
+        status = version = None
+        try:
+            status, version = facts(response)
+        except Exception:
+            pass
+        self.finish(span, status, version, request, response)
+
     def finish(self, span: AnySpan, status: int | None, version: str | None, request: Any, response: Any) -> None:
         """The response arrived: its status (4xx and 5xx are errors on a client span)."""
         try:
@@ -501,6 +536,12 @@ class ClientTracer:
                 span.end()
             except Exception:
                 pass
+
+
+def status_and_version(response: Any) -> tuple[Any, Any]:
+    """An ``http.client``-style response's (urllib3's, urllib's) status and protocol
+    version."""
+    return response.status, protocol_version(response.version)
 
 
 def with_context(headers: Any, span: AnySpan) -> Any:

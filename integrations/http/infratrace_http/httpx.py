@@ -47,14 +47,8 @@ def _start(tracer: ClientTracer, request: Any) -> AnySpan | None:
         return span
 
 
-def _finish(tracer: ClientTracer, span: AnySpan, request: Any, response: Any) -> None:
-    status = version = None
-    try:
-        status = response.status_code
-        version = protocol_version(response.extensions.get("http_version"))
-    except Exception:
-        pass
-    tracer.finish(span, status, version, request, response)
+def _facts(response: Any) -> tuple[Any, Any]:
+    return response.status_code, protocol_version(response.extensions.get("http_version"))
 
 
 def _handle_request(self: Any, request: Any) -> Any:
@@ -62,19 +56,7 @@ def _handle_request(self: Any, request: Any) -> Any:
     original = _state.original("handle_request")
     if tracer is None or in_client.get():
         return original(self, request)
-    span = _start(tracer, request)
-    token = in_client.set(True)
-    try:
-        response = original(self, request)
-    except BaseException as exc:
-        in_client.reset(token)
-        if span is not None:
-            tracer.fail(span, exc)
-        raise
-    in_client.reset(token)
-    if span is not None:
-        _finish(tracer, span, request, response)
-    return response
+    return tracer.call(_start(tracer, request), request, _facts, None, original, self, request)
 
 
 async def _handle_async_request(self: Any, request: Any) -> Any:
@@ -83,7 +65,7 @@ async def _handle_async_request(self: Any, request: Any) -> Any:
     if tracer is None or in_client.get():
         return await original(self, request)
     span = _start(tracer, request)
-    token = in_client.set(True)
+    token = in_client.set(True)  # ClientTracer.call, awaited
     try:
         response = await original(self, request)
     except BaseException as exc:
@@ -93,7 +75,7 @@ async def _handle_async_request(self: Any, request: Any) -> Any:
         raise
     in_client.reset(token)
     if span is not None:
-        _finish(tracer, span, request, response)
+        tracer.returned(span, request, response, _facts)
     return response
 
 

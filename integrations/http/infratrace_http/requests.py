@@ -36,24 +36,11 @@ def _send(self: Any, request: Any, **kwargs: Any) -> Any:
                     tracer.inject(request.headers, span)
     except Exception:
         pass
-    token = in_client.set(True)
-    try:
-        response = original(self, request, **kwargs)
-    except BaseException as exc:
-        in_client.reset(token)
-        if span is not None:
-            tracer.fail(span, exc)
-        raise
-    in_client.reset(token)
-    if span is not None:
-        status = version = None
-        try:
-            status = response.status_code
-            version = protocol_version(getattr(response.raw, "version", None))
-        except Exception:
-            pass
-        tracer.finish(span, status, version, request, response)
-    return response
+    return tracer.call(span, request, _facts, None, original, self, request, **kwargs)
+
+
+def _facts(response: Any) -> tuple[Any, Any]:
+    return response.status_code, protocol_version(getattr(response.raw, "version", None))
 
 
 def _targets() -> list[tuple[type, str, Any]]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from infratrace.instrumentation import AnySpan
 
-from ._client import ClientTracer, Instrumentation, RequestHook, ResponseHook, in_client, protocol_version, split_url
+from ._client import ClientTracer, Instrumentation, RequestHook, ResponseHook, in_client, split_url, status_and_version
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -62,28 +62,15 @@ def _do_open(self: Any, http_class: Any, request: Any, **http_conn_args: Any) ->
         return original(self, http_class, request, **http_conn_args)
     span = _start(tracer, request)
     saved = _put_context(tracer, request, span) if span is not None and tracer.propagate else None
-    token = in_client.set(True)
-    try:
-        response = original(self, http_class, request, **http_conn_args)
-    except BaseException as exc:
-        in_client.reset(token)
-        if saved is not None:
-            request.headers, request.unredirected_hdrs = saved
-        if span is not None:
-            tracer.fail(span, exc)
-        raise
-    in_client.reset(token)
+
+    restore_request = None
     if saved is not None:
-        request.headers, request.unredirected_hdrs = saved
-    if span is not None:
-        status = version = None
-        try:
-            status = response.status
-            version = protocol_version(response.version)
-        except Exception:
-            pass
-        tracer.finish(span, status, version, request, response)
-    return response
+        headers, unredirected = saved
+
+        def restore_request() -> None:  # the caller's Request as it was
+            request.headers, request.unredirected_hdrs = headers, unredirected
+
+    return tracer.call(span, request, status_and_version, restore_request, original, self, http_class, request, **http_conn_args)
 
 
 def _targets() -> list[tuple[type, str, Any]]:

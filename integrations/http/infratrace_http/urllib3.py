@@ -27,8 +27,8 @@ from ._client import (
     ResponseHook,
     in_client,
     origin_of,
-    protocol_version,
     split_url,
+    status_and_version,
     with_context,
 )
 
@@ -84,24 +84,7 @@ def _urlopen(self: Any, method: Any, url: Any, body: Any = None, headers: Any = 
     if tracer is None or in_client.get():
         return original(self, method, url, body, headers, *args, **kwargs)
     span, sent, info = _start(tracer, self, method, url, body, headers)
-    token = in_client.set(True)
-    try:
-        response = original(self, method, url, body, sent, *args, **kwargs)
-    except BaseException as exc:
-        in_client.reset(token)
-        if span is not None:
-            tracer.fail(span, exc)
-        raise
-    in_client.reset(token)
-    if span is not None:
-        status = version = None
-        try:
-            status = response.status
-            version = protocol_version(response.version)
-        except Exception:
-            pass
-        tracer.finish(span, status, version, info, response)
-    return response
+    return tracer.call(span, info, status_and_version, None, original, self, method, url, body, sent, *args, **kwargs)
 
 
 def _targets() -> list[tuple[type, str, Any]]:
