@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ._json import Raw, encode_json, encode_line
+from ._json import Raw, encode_json, line_step
 from ._spandata import SpanData, safe_str
 
 if TYPE_CHECKING:
@@ -81,13 +81,18 @@ _local_cache: tuple[int, str] = (-1, "")
 
 def rfc3339(unix_ns: int) -> str:
     """``2026-11-27T09:25:23.123456Z``"""
-    global _utc_cache
     sec = unix_ns // 1_000_000_000
     cached = _utc_cache
     if cached[0] != sec:
-        cached = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
-        _utc_cache = cached
-    return "%s.%06dZ" % (cached[1], (unix_ns % 1_000_000_000) // 1000)
+        cached = _utc_second(sec)
+    # 1_000_000 + the microseconds: six digits after its leading 1, zero-padded
+    return cached[1] + str(1_000_000 + unix_ns % 1_000_000_000 // 1000)[1:] + "Z"
+
+
+def _utc_second(sec: int) -> tuple[int, str]:
+    global _utc_cache
+    _utc_cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)))
+    return _utc_cache
 
 
 def _local_prefix(sec: int) -> str:
@@ -369,5 +374,4 @@ def line_encoder(config: ConnectionConfig) -> Callable[[SpanData], bytes]:
     if not config.json:
         template = FormatLine(config.format, config.flag)
         return lambda s: (template(s) + "\n").encode("utf-8", "replace")
-    record = record_step(config.fields, config.flag)
-    return lambda s: encode_line(record(s))
+    return line_step(record_step(config.fields, config.flag))

@@ -8,11 +8,12 @@ only sees what a caller outside the span path passes (sets, bytes, objects)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-__all__ = ["Raw", "encode_json", "encode_line"]
+__all__ = ["Raw", "encode_json", "line_step"]
 
 Raw = msgspec.Raw
 
@@ -44,12 +45,18 @@ def encode_json(value: Any) -> bytes:
         return _escaped(value)
 
 
-def encode_line(value: Any) -> bytes:
-    """``value`` as one JSON line, followed by a newline."""
-    try:
-        return _encode_lines((value,))
-    except UnicodeEncodeError:
-        return _escaped(value) + b"\n"
+def line_step(record: Callable[[Any], Any]) -> Callable[[Any], bytes]:
+    """A step that turns each input into ``record``'s result as one JSON line,
+    followed by a newline (one call: it runs for every span a connection writes)."""
+
+    def line(value: Any) -> bytes:
+        made = record(value)
+        try:
+            return _encode_lines((made,))
+        except UnicodeEncodeError:
+            return _escaped(made) + b"\n"
+
+    return line
 
 
 def _escaped(value: Any) -> bytes:

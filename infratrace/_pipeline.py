@@ -49,6 +49,9 @@ def in_pipeline() -> bool:
 
 ERROR_REPORT_INTERVAL = 10.0  # seconds between two stderr reports of one connection
 CLOCK_REFRESH_INTERVAL = 30.0
+# A connection thread with nothing to write sleeps until a span arrives, waking this
+# often only to follow the system clock.
+IDLE_WAIT = CLOCK_REFRESH_INTERVAL
 
 
 def dynamic_factor(load: float) -> float:
@@ -89,17 +92,21 @@ class ConnectionRunner:
         self.dynamic = self.overflow == "sample"
         self._factor = 1.0
         self._factor_since = 0.0
-        # Room for several wake-ups' worth: the thread may wait for the GIL a few
-        # switch intervals (5 ms each) while the application keeps ending spans.
+        # Each time the thread takes the GIL back (a wake-up, the return of each system
+        # call it makes) it waits for the application's thread to let it go, and is
+        # woken at each of that thread's own system calls meanwhile: the fewer times
+        # it runs, the less it costs a busy server. So it writes a whole buffer at a
+        # time, and the backlog has room for three more while it waits for the GIL.
         self.capacity = 4 * config.buffer
-        self.wake_at = max(1, config.buffer // 2)
+        self.wake_at = max(1, config.buffer)
         self.interval = config.timeout
         self._backlog: list[Any] = []
         self._lock = threading.Lock()  # the backlog and the counters of the offering side
         self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()  # one driver write at a time; the write counters
         self._wake = threading.Event()
-        self._waking = False
+        self._waking = False  # the thread was woken for a full buffer
+        self._idle = False  # the thread sleeps until the first span
         self._in_flight = 0  # taken from the backlog, not written or failed yet
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -179,7 +186,10 @@ class ConnectionRunner:
             else:
                 backlog.append(item)
                 self.accepted += 1
-                if len(backlog) >= self.wake_at and not self._waking:
+                if self._idle:
+                    self._idle = False
+                    wake = True
+                elif len(backlog) >= self.wake_at and not self._waking:
                     self._waking = wake = True
         if overflow is not None:
             # overflow = "sync": this thread writes (the one case where ending a span
@@ -229,6 +239,15 @@ class ConnectionRunner:
     def _run(self) -> None:
         wake = self._wake
         while True:
+            with self._lock:
+                idle = self._idle = not self._backlog and not self._stopping
+            if idle:  # nothing to write: sleep until the first span (offer() wakes it)
+                wake.wait(IDLE_WAIT)
+                with self._lock:
+                    self._idle = False
+                    if not self._waking and not self._stopping:
+                        wake.clear()
+            # Then let the batch fill: `timeout`, or until a buffer is full.
             wake.wait(self.interval)
             with self._lock:
                 wake.clear()
@@ -414,6 +433,12 @@ class Pipeline:
                 runner.fail(exc)
             return
         trace = span._ctx
+        if trace is self._kept_by_all:
+            # The common case: a trace every connection keeps whole, nothing held for
+            # a tail decision (so its error flag is never read).
+            for runner in self.runners:
+                runner.offer(data)
+            return
         if not isinstance(trace, LocalTrace) or trace.owner is not self:
             # Begun under another configuration: kept, so no trace loses its middle.
             for runner in self.runners:

@@ -112,6 +112,12 @@ class FileDriver:
         self.max_age = settings.maxage
         self.max_files = settings.maxfiles
         self.lock = settings.lock
+        # A file that rotates is written under the lock, and checked against the disk
+        # before each batch; one that never rotates is appended to (one O_APPEND write a
+        # batch, which Linux keeps whole against other writers) and checked for an
+        # outside rotation (a log rotator moving it away) at most once a second.
+        self.rotates = bool(self.max_size or self.max_lines or self.slice)
+        self._next_check = 0.0
         name = settings.output.replace("{pid}", str(os.getpid())).replace("{name}", config.name)
         path = Path(name)
         if settings.store and not path.is_absolute():
@@ -151,10 +157,21 @@ class FileDriver:
 
     def write_encoded(self, lines: Sequence[bytes]) -> None:
         """Append the lines (each newline-terminated), rotating as configured."""
-        if self.lock and self._lock_fd < 0:
+        if not self.rotates:
+            if self._fd < 0:
+                self._open()
+            else:
+                now = time.monotonic()
+                if now >= self._next_check:
+                    self._next_check = now + 1.0
+                    self._sync_with_disk()
+            self._append(b"".join(lines), len(lines))
+            return
+        locked = self.lock
+        if locked and self._lock_fd < 0:
             lock_path = self.path.with_name(f".{self.path.name}.lock")
             self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        if self.lock:
+        if locked:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             if self._fd < 0:
@@ -167,7 +184,7 @@ class FileDriver:
             else:
                 self._append(b"".join(lines), len(lines))
         finally:
-            if self.lock:
+            if locked:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _write_limited(self, lines: Sequence[bytes]) -> None:
@@ -223,6 +240,8 @@ class FileDriver:
             self._close_fd()
             self._open()
             return
+        if not self.rotates:
+            return  # the size matters to rotation only
         size = os.fstat(self._fd).st_size
         if size != self._size:
             if self.max_lines:

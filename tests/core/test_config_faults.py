@@ -74,6 +74,18 @@ def test_trace_files_are_created_0640(tmp_path):
         infratrace.trace("x")
         assert infratrace.force_flush(10)
         assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        assert not (tmp_path / ".t.jsonl.lock").exists()  # a file that never rotates needs no lock
+    finally:
+        os.umask(old)
+
+
+def test_the_lock_file_of_a_rotating_file_is_0640(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "t.jsonl"
+        infratrace.configure(f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{path}"\nmaxsize = "1MB"')
+        infratrace.trace("x")
+        assert infratrace.force_flush(10)
         assert stat.S_IMODE((tmp_path / ".t.jsonl.lock").stat().st_mode) == 0o640
     finally:
         os.umask(old)
