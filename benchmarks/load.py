@@ -19,7 +19,11 @@ Variants (``--variants``; see ``load_apps.py``): ``bare``; ``infratrace`` (the
 adapter, the file driver writing JSON lines); ``infratrace-otlp`` (the same plus an
 otlp connection to a local receiver in this process); ``otel`` (OpenTelemetry's
 instrumentation, ``BatchSpanProcessor`` with an exporter that discards); ``otel-lean``
-(ASGI servers only: ``exclude_spans=["receive", "send"]``).
+(ASGI servers only: ``exclude_spans=["receive", "send"]``). On request only, to show
+where the cost goes: ``infratrace-nosink`` (spans begun and ended, handed to a sink
+that drops them), ``infratrace-discard`` (the pipeline with the discard driver) and
+``wrapper-only`` (Flask and Starlette: a middleware that sees the status and reads the
+clock, no tracing).
 
 A round starts each variant's server in turn, in an order rotated every round, waits
 for it to answer, warms it up for 1 s with ``wrk``, then runs ``wrk -t1 -c8`` for
@@ -83,7 +87,7 @@ SERVERS: dict[str, tuple[str, list[str]]] = {
     "django-uvicorn": ("django_asgi", ["uvicorn"]),
 }
 VARIANTS = ("bare", "infratrace", "infratrace-otlp", "otel", "otel-lean")
-EXTRA_VARIANTS = ("infratrace-discard", "infratrace-nosink")  # on request only: where the cost goes
+EXTRA_VARIANTS = ("infratrace-discard", "infratrace-nosink", "wrapper-only")  # on request only: where the cost goes
 
 WRK_SCRIPT = """
 done = function(summary, latency, requests)
@@ -346,7 +350,8 @@ class Cell:
 
 def variants_for(server: str, wanted: Sequence[str]) -> list[str]:
     asgi = server.endswith("uvicorn")
-    return [v for v in wanted if v != "otel-lean" or asgi]
+    wrapper = server.startswith(("flask", "starlette"))
+    return [v for v in wanted if (v != "otel-lean" or asgi) and (v != "wrapper-only" or wrapper)]
 
 
 def web(args: argparse.Namespace, script: Path, receiver: Receiver) -> None:

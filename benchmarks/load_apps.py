@@ -8,7 +8,9 @@ variant named by ``$LOAD_VARIANT``:
 - ``otel``: OpenTelemetry's instrumentation for the framework, SDK ``TracerProvider`` +
   ``BatchSpanProcessor`` with an exporter that discards the spans;
 - ``otel-lean`` (ASGI only): OpenTelemetry's ASGI middleware with
-  ``exclude_spans=["receive", "send"]`` (one span per request).
+  ``exclude_spans=["receive", "send"]`` (one span per request);
+- ``wrapper-only`` (Flask and Starlette): a middleware that sees the status and reads
+  the clock, nothing else: the floor of any tracer's server-span middleware.
 
 Each app answers ``GET /hello`` with a short text. The servers import an attribute of
 this module by name (``load_apps:flask_app``, ``load_apps:starlette_app``,
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,48 @@ def _no_sink() -> None:
         set_sink(Drop())
 
 
+class _WsgiWrapperOnly:
+    """``wrapper-only`` (WSGI): what any server-span middleware does at least — see the
+    status, read the clock twice — and no tracing: the floor of the overhead."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        start = time.perf_counter_ns()
+        seen: list[str] = []
+
+        def status_seen(status: str, headers: Any, exc_info: Any = None) -> Any:
+            seen.append(status)
+            return start_response(status, headers, exc_info)
+
+        body = self.app(environ, status_seen)
+        self.elapsed = time.perf_counter_ns() - start
+        return body
+
+
+class _AsgiWrapperOnly:
+    """``wrapper-only`` (ASGI): the same for an ASGI app (``send`` wrapped)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter_ns()
+        seen: list[int] = []
+
+        async def status_seen(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                seen.append(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, status_seen)
+        self.elapsed = time.perf_counter_ns() - start
+
+
 def build_flask() -> Any:
     from flask import Flask
 
@@ -83,6 +128,8 @@ def build_flask() -> Any:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
         FlaskInstrumentor.instrument_app(app, tracer_provider=_otel_provider())
+    elif VARIANT == "wrapper-only":
+        app.wsgi_app = _WsgiWrapperOnly(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
@@ -115,6 +162,8 @@ def build_starlette() -> Any:
             tracer_provider=_otel_provider(),
             exclude_spans=["receive", "send"],
         )
+    elif VARIANT == "wrapper-only":
+        app.add_middleware(_AsgiWrapperOnly)
     return app
 
 

@@ -4,11 +4,12 @@ optionally gzipped (``compress``) and pruned by age (``maxage``) and count
 (``maxfiles``); the keys are declared in :class:`FileSettings`, decisions are in
 docs/drivers.md.
 
-Several processes may write one file: each batch is written under an exclusive
-``flock`` on a lock file beside it (``.<name>.lock``, which never rotates, so every
-process locks the same inode), with one ``write`` per chunk of whole lines; a writer
-that finds the file rotated by another process reopens it before writing. ``{pid}`` in the file name
-gives each process its own file instead.
+Several processes may write one file. One that rotates: each batch is written under an
+exclusive ``flock`` on a lock file beside it (``.<name>.lock``, which never rotates, so
+every process locks the same inode), with one ``write`` per chunk of whole lines; a
+writer that finds the file rotated by another process reopens it before writing. One
+that never rotates: each batch is one ``O_APPEND`` write, no lock. ``{pid}`` in the
+file name gives each process its own file instead.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class FileSettings:
     )
     maxage: float = duration(0, 'delete rotated files older than this (`"7d"`, `"12h"`)', note="off")
     maxfiles: int = whole(0, "keep only the newest N rotated files", note="off")
-    lock: bool = flag(True, "take the inter-process lock described below")
+    lock: bool = flag(True, "take the inter-process lock described below (a file that rotates)")
 
     def validate(self, given: Mapping[str, str]) -> FileSettings:
         if not self.output:
