@@ -159,13 +159,13 @@ class FileDriver:
     def write_encoded(self, lines: Sequence[bytes]) -> None:
         """Append the lines (each newline-terminated), rotating as configured."""
         if not self.rotates:
+            now = time.monotonic()
             if self._fd < 0:
                 self._open()
-            else:
-                now = time.monotonic()
-                if now >= self._next_check:
-                    self._next_check = now + 1.0
-                    self._sync_with_disk()
+                self._next_check = now + 1.0
+            elif now >= self._next_check:
+                self._next_check = now + 1.0
+                self._sync_with_disk()
             self._append(b"".join(lines), len(lines))
             return
         locked = self.lock

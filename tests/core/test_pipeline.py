@@ -263,3 +263,22 @@ def test_multiprocessing_fork_children_write_their_spans(tmp_path):
 def _child_job(i: int) -> None:
     infratrace.trace(f"job{i}")
     infratrace.force_flush(10)
+
+
+def test_an_idle_connection_thread_sleeps_until_a_span_and_writes_it_within_timeout(tmp_path):
+    """The connection thread does not wake on a timer while nothing is queued (an idle
+    process's background thread costs nothing); the first span wakes it, and it is
+    written `timeout` later, as before. Twice: the second span finds it asleep again."""
+    path = tmp_path / "idle.jsonl"
+    infratrace.configure(f'[trace]\ndriver = "file"\njson = true\ntimeout = "50ms"\n[trace.setting]\noutput = "{path}"')
+    for expected in (1, 2):
+        time.sleep(0.3)  # several timeouts with nothing queued
+        writes = infratrace.stats()["connections"]["default"]["flush_count"]
+        infratrace.trace(f"s{expected}")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (path.exists() and len(path.read_text().splitlines()) == expected):
+            time.sleep(0.01)
+        assert len(path.read_text().splitlines()) == expected
+        # One write, of this span (an idle wake-up writes nothing: the thread would
+        # otherwise wait IDLE_WAIT, 30 s, and the span not be there).
+        assert infratrace.stats()["connections"]["default"]["flush_count"] == writes + 1
