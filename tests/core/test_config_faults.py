@@ -66,27 +66,20 @@ def test_paths_with_nul_cr_or_lf_are_refused(key: str, bad: str):
     assert info.value.key == f"trace.setting.{key}" and "NUL, CR or LF" in str(info.value)
 
 
-def test_trace_files_are_created_0640(tmp_path):
+@pytest.mark.parametrize("rotation", ["", 'maxsize = "1MB"'], ids=["never rotates", "rotates"])
+def test_trace_files_and_lock_files_are_created_0640(tmp_path, rotation):
     old = os.umask(0o022)
     try:
         path = tmp_path / "t.jsonl"
-        infratrace.configure(f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{path}"')
+        infratrace.configure(f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{path}"\n{rotation}')
         infratrace.trace("x")
         assert infratrace.force_flush(10)
         assert stat.S_IMODE(path.stat().st_mode) == 0o640
-        assert not (tmp_path / ".t.jsonl.lock").exists()  # a file that never rotates needs no lock
-    finally:
-        os.umask(old)
-
-
-def test_the_lock_file_of_a_rotating_file_is_0640(tmp_path):
-    old = os.umask(0o022)
-    try:
-        path = tmp_path / "t.jsonl"
-        infratrace.configure(f'[trace]\ndriver = "file"\njson = true\n[trace.setting]\noutput = "{path}"\nmaxsize = "1MB"')
-        infratrace.trace("x")
-        assert infratrace.force_flush(10)
-        assert stat.S_IMODE((tmp_path / ".t.jsonl.lock").stat().st_mode) == 0o640
+        lock = tmp_path / ".t.jsonl.lock"
+        if rotation:
+            assert stat.S_IMODE(lock.stat().st_mode) == 0o640
+        else:
+            assert not lock.exists()  # a file that never rotates needs no lock
     finally:
         os.umask(old)
 
