@@ -8,7 +8,7 @@ Several processes may write one file. One that rotates: each batch is written un
 exclusive ``flock`` on a lock file beside it (``.<name>.lock``, which never rotates, so
 every process locks the same inode), with one ``write`` per chunk of whole lines; a
 writer that finds the file rotated by another process reopens it before writing. One
-that never rotates: each batch is one ``O_APPEND`` write, no lock. ``{pid}`` in the
+that never rotates: each batch is one ``O_APPEND`` write after a ``stat``, no lock. ``{pid}`` in the
 file name gives each process its own file instead.
 """
 
@@ -113,12 +113,11 @@ class FileDriver:
         self.max_age = settings.maxage
         self.max_files = settings.maxfiles
         self.lock = settings.lock
-        # A file that rotates is written under the lock, and checked against the disk
-        # before each batch; one that never rotates is appended to (one O_APPEND write a
-        # batch, which Linux keeps whole against other writers) and checked for an
-        # outside rotation (a log rotator moving it away) at most once a second.
+        # A file that rotates is written under the lock, its size and lines checked
+        # against the disk before each batch; one that never rotates needs neither: a
+        # batch is one O_APPEND write (which Linux keeps whole against other writers),
+        # after a stat() that follows the file if it was moved away or deleted.
         self.rotates = bool(self.max_size or self.max_lines or self.slice)
-        self._next_check = 0.0
         name = settings.output.replace("{pid}", str(os.getpid())).replace("{name}", config.name)
         path = Path(name)
         if settings.store and not path.is_absolute():
@@ -159,13 +158,10 @@ class FileDriver:
     def write_encoded(self, lines: Sequence[bytes]) -> None:
         """Append the lines (each newline-terminated), rotating as configured."""
         if not self.rotates:
-            now = time.monotonic()
             if self._fd < 0:
                 self._open()
-                self._next_check = now + 1.0
-            elif now >= self._next_check:
-                self._next_check = now + 1.0
-                self._sync_with_disk()
+            else:
+                self._sync_with_disk()  # moved away or deleted: reopened, or the error counted
             self._append(b"".join(lines), len(lines))
             return
         locked = self.lock

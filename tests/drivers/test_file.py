@@ -250,15 +250,13 @@ def test_a_file_rotated_away_by_another_process_during_the_check_is_not_called_u
 
 def test_a_file_that_never_rotates_is_appended_without_a_lock_and_follows_an_outside_move(tmp_path):
     """No maxsize/maxline/slice: one O_APPEND write a batch, no lock file; a log rotator
-    moving the file away is noticed at the next batch a second later, and the lines go
-    to a new file at the configured path."""
+    moving the file away is noticed at the next batch, whose lines go to a new file at
+    the configured path."""
     driver = make_driver(tmp_path, output="plain.jsonl")
     driver.write(spans(2, "a"))
     assert not (tmp_path / ".plain.jsonl.lock").exists()
     moved = driver.path.rename(tmp_path / "plain.jsonl.1")
-    driver.write(spans(1, "b"))  # within the second: still the open file, now moved
-    time.sleep(1.05)
-    driver.write(spans(1, "c"))
-    assert [r["name"] for r in lines_of(moved)] == ["a0", "a1", "b0"]
-    assert [r["name"] for r in lines_of(driver.path)] == ["c0"]
+    driver.write(spans(1, "b"))
+    assert [r["name"] for r in lines_of(moved)] == ["a0", "a1"]
+    assert [r["name"] for r in lines_of(driver.path)] == ["b0"]
     driver.close()
