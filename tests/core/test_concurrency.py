@@ -76,3 +76,45 @@ def test_threads_and_tasks_while_reconfiguring_and_flushing(tmp_path: Path) -> N
     linked = [s for s in children if s["parent_span_id"] in by_id]
     assert all(by_id[s["parent_span_id"]]["trace_id"] == s["trace_id"] for s in linked)
     assert len(linked) >= len(children) * 0.99
+
+
+def test_bursts_from_many_threads_between_idle_spells_are_all_written_without_a_flush(tmp_path: Path) -> None:
+    """The connection thread goes idle (sleeping until a span arrives) between bursts
+    and wakes for a full buffer within them: bursts of every size around the buffer,
+    from 8 threads, separated by pauses longer and shorter than `timeout`, all reach
+    the file on the thread's own writes — no wake-up is lost."""
+    import random
+
+    path = tmp_path / "bursts.jsonl"
+    infratrace.configure(
+        f'[trace]\ndriver = "file"\njson = true\ntimeout = "10ms"\nbuffer = 64\n[trace.setting]\noutput = "{path}"'
+    )
+    counts: list[int] = []
+
+    def worker(seed: int) -> None:
+        pick = random.Random(seed)
+        sent = 0
+        for burst in range(25):
+            n = pick.choice([1, 2, 63, 64, 65, 200])
+            for i in range(n):
+                infratrace.trace(f"w{seed}.{burst}.{i}")
+            sent += n
+            time.sleep(pick.choice([0, 0.001, 0.015, 0.03]))
+        counts.append(sent)
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = sum(counts)
+    deadline = time.monotonic() + 10
+    lines = 0
+    while time.monotonic() < deadline:
+        lines = len(path.read_text().splitlines()) if path.exists() else 0
+        if lines == total:
+            break
+        time.sleep(0.01)
+    assert lines == total
+    conn = infratrace.stats()["connections"]["default"]
+    assert conn["written_count"] == total and conn["dropped_count"] == 0
