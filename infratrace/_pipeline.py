@@ -4,9 +4,11 @@ Where a span ends, its thread turns it into output; background threads only writ
 ``append()`` (the span sink) makes the span's :class:`SpanData` once, and each
 connection samples it and has its driver encode it (a JSON or text line, for the file
 and console drivers) into that connection's bounded backlog. Each connection has one
-thread that wakes every ``timeout``, or when its backlog is half full, and hands what
-is there to its driver in one write: its work is I/O, during which it does not hold the
-GIL, so it never makes a request wait (the measurements are in docs/pipeline.md).
+thread: it sleeps until a span arrives, then lets the batch fill for ``timeout`` or
+until a whole ``buffer`` waits, and hands what is there to its driver in one write. Its
+work is I/O, during which it does not hold the GIL, and it takes the GIL back as seldom
+as it can: each time costs a busy application thread a hand-off (the measurements are
+in docs/pipeline.md).
 
 A slow or dead destination fills only its own backlog. When a backlog is full, the
 connection's overflow policy applies: a local driver (file, console) writes the backlog
