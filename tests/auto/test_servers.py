@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import APPS, BIN, Program, free_port, names, read_spans, redis_up, request_traces, wait_until
+from ..servers import free_port, redis_up, wait_until
+from .conftest import APPS, BIN, Program, names, read_spans, request_traces
 
 pytestmark = pytest.mark.slow
 

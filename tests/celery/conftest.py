@@ -11,9 +11,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +20,10 @@ import pytest
 
 import infratrace
 
+from ..servers import redis_up, wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/5")  # as worker_app
-
-
-def _redis_up() -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Spans:
@@ -129,7 +108,7 @@ class Session:
 
 @pytest.fixture(scope="session")
 def celery_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
-    if not _redis_up():
+    if not redis_up():
         pytest.fail("Redis must listen on 127.0.0.1:6379 for the Celery tests (.ci/run starts it)")
     directory = tmp_path_factory.mktemp("celery-spans")
     config = worker_config(directory)

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from infratrace_celery._options import CeleryOptions, config_source
 
-from tests.celery.conftest import BROKER, ROOT, _redis_up, wait_until
+from tests.celery.conftest import BROKER, ROOT
+from tests.servers import redis_up, wait_until
 
 NO_CONFIGURATION = "infratrace: no configuration found"
 
@@ -85,7 +86,7 @@ def _run_worker(cwd: Path, log: Path) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_a_worker_started_next_to_infratrace_toml_writes_where_it_says(tmp_path: Path) -> None:
-    if not _redis_up():
+    if not redis_up():
         pytest.fail("Redis must listen on 127.0.0.1:6379 for the Celery tests (.ci/run starts it)")
     spans_dir = tmp_path / "spans"
     spans_dir.mkdir()
@@ -108,7 +109,7 @@ def test_a_worker_started_next_to_infratrace_toml_writes_where_it_says(tmp_path:
 
 @pytest.mark.slow
 def test_a_worker_with_no_configuration_says_so_on_stderr(tmp_path: Path) -> None:
-    if not _redis_up():
+    if not redis_up():
         pytest.fail("Redis must listen on 127.0.0.1:6379 for the Celery tests (.ci/run starts it)")
     workdir = tmp_path / "worker"
     workdir.mkdir()

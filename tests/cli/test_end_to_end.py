@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,23 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from ..servers import free_port, redis_up
 from .conftest import ROOT, run_module, table_rows
 
 pytestmark = pytest.mark.slow
-
-
-def _redis_up() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Shop:
@@ -43,7 +29,7 @@ class Shop:
     def __init__(self, directory: Path) -> None:
         self.web = directory / "web.jsonl"
         self.worker = directory / "worker.jsonl"
-        self.port = _free_port()
+        self.port = free_port()
         queue = f"viewer-{uuid.uuid4().hex[:8]}"
         self.processes: list[subprocess.Popen[bytes]] = []
         for name, argv in (
@@ -111,7 +97,7 @@ class Shop:
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[Shop]:
-    if not _redis_up():
+    if not redis_up():
         pytest.skip("the Celery worker needs Redis on 127.0.0.1:6379")
     started = Shop(tmp_path)
     try:
