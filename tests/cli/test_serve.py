@@ -7,8 +7,7 @@ import http.client
 import json
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -20,6 +19,7 @@ from infratrace.viewer import ViewerError
 from infratrace.viewer.reading import Watch
 from infratrace.viewer.web import ViewerServer
 
+from ..servers import wait_until
 from .browser import start_server, stop
 from .conftest import run_module
 from .recorded import CHECKOUT, FAIL, HEALTH, WEB_SPANS, Recording, driver, write
@@ -40,18 +40,6 @@ def get_json(port: int, path: str) -> Any:
     assert status == 200, body
     assert headers["Content-Type"] == "application/json; charset=utf-8"
     return json.loads(body)
-
-
-def eventually(check: Callable[[], Any], what: str) -> Any:
-    """``check()``'s first truthy value; the server reads its files every 0.05 s."""
-    deadline = time.monotonic() + 20
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the server never showed {what}")
-        time.sleep(0.05)
 
 
 @contextmanager
@@ -193,7 +181,7 @@ def test_new_spans_appear_as_the_file_grows_and_rotates(tmp_path: Path) -> None:
                 detail = json.loads(body) if status == 200 else None
                 return detail if detail and detail["span_count"] == 5 else None
 
-            detail = eventually(checkout, "CHECKOUT's 5 spans")
+            detail = wait_until(checkout, 20, "CHECKOUT's 5 spans")
             assert [s["name"] for s in detail["spans"]] == [
                 "http:POST /checkout/{id}",
                 "web:shop.views.checkout",
@@ -207,7 +195,7 @@ def test_new_spans_appear_as_the_file_grows_and_rotates(tmp_path: Path) -> None:
                 traces: list[dict[str, Any]] = get_json(port, "/api/traces")["traces"]
                 return traces if len(traces) == 3 else None
 
-            traces = eventually(three, "three traces")
+            traces = wait_until(three, 20, "three traces")
             assert [t["trace_id"] for t in traces] == [HEALTH, FAIL, CHECKOUT]
             assert get_json(server.port, "/api/traces")["spans"] == 8  # each span once, though read again gzipped
     finally:
