@@ -4,8 +4,8 @@ Where a span ends, its thread turns it into output; background threads only writ
 ``append()`` (the span sink) makes the span's :class:`SpanData` once, and each
 connection samples it and has its driver encode it (a JSON or text line, for the file
 and console drivers) into that connection's bounded backlog. Each connection has one
-thread: it sleeps until a span arrives, then lets the batch fill for ``timeout`` or
-until a whole ``buffer`` waits, and hands what is there to its driver in one write. Its
+thread: it wakes every ``timeout``, or as soon as a whole ``buffer`` waits, and hands
+what is there to its driver in one write. Its
 work is I/O, during which it does not hold the GIL, and it takes the GIL back as seldom
 as it can: each time costs a busy application thread a hand-off (the measurements are
 in docs/pipeline.md).
@@ -51,9 +51,6 @@ def in_pipeline() -> bool:
 
 ERROR_REPORT_INTERVAL = 10.0  # seconds between two stderr reports of one connection
 CLOCK_REFRESH_INTERVAL = 30.0
-# A connection thread with nothing to write sleeps until a span arrives, waking this
-# often only to follow the system clock.
-IDLE_WAIT = CLOCK_REFRESH_INTERVAL
 
 
 def dynamic_factor(load: float) -> float:
@@ -108,7 +105,6 @@ class ConnectionRunner:
         self._write_lock = threading.Lock()  # one driver write at a time; the write counters
         self._wake = threading.Event()
         self._waking = False  # the thread was woken for a full buffer
-        self._idle = False  # the thread sleeps until the first span
         self._in_flight = 0  # taken from the backlog, not written or failed yet
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -188,10 +184,7 @@ class ConnectionRunner:
             else:
                 backlog.append(item)
                 self.accepted += 1
-                if self._idle:
-                    self._idle = False
-                    wake = True
-                elif len(backlog) >= self.wake_at and not self._waking:
+                if len(backlog) >= self.wake_at and not self._waking:
                     self._waking = wake = True
         if overflow is not None:
             # overflow = "sync": this thread writes (the one case where ending a span
@@ -241,15 +234,6 @@ class ConnectionRunner:
     def _run(self) -> None:
         wake = self._wake
         while True:
-            with self._lock:
-                idle = self._idle = not self._backlog and not self._stopping
-            if idle:  # nothing to write: sleep until the first span (offer() wakes it)
-                wake.wait(IDLE_WAIT)
-                with self._lock:
-                    self._idle = False
-                    if not self._waking and not self._stopping:
-                        wake.clear()
-            # Then let the batch fill: `timeout`, or until a buffer is full.
             wake.wait(self.interval)
             with self._lock:
                 wake.clear()

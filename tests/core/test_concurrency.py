@@ -79,10 +79,10 @@ def test_threads_and_tasks_while_reconfiguring_and_flushing(tmp_path: Path) -> N
 
 
 def test_bursts_from_many_threads_between_idle_spells_are_all_written_without_a_flush(tmp_path: Path) -> None:
-    """The connection thread goes idle (sleeping until a span arrives) between bursts
-    and wakes for a full buffer within them: bursts of every size around the buffer,
-    from 8 threads, separated by pauses longer and shorter than `timeout`, all reach
-    the file on the thread's own writes — no wake-up is lost."""
+    """The connection thread wakes every `timeout` and for a full buffer: bursts of
+    every size around the buffer, from 8 threads, separated by pauses longer and
+    shorter than `timeout`, all reach the file on the thread's own writes — no wake-up
+    is lost."""
     import random
 
     path = tmp_path / "bursts.jsonl"
