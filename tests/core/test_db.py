@@ -135,7 +135,8 @@ def standard_literal(draw: Callable[..., Any]) -> str:
     if kind == "prefixed":
         return draw(st.sampled_from(["N", "X", "B", "U&", "n"])) + "'" + text.replace("'", "''") + "'"
     if kind == "escape":
-        return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        # A space: "xE'...'" is the identifier xE and a standard string, whose quoting differs.
+        return " E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
     if kind == "dollar":
         tag = draw(st.sampled_from(["", "fn", "a_1"]))
         return f" ${tag}$" + text.replace("$", "") + f"${tag}$"  # a space: "x$fn$" is one identifier
@@ -175,9 +176,9 @@ def sql_with_secrets(draw: Callable[..., Any], system: str) -> str:
             parts.append(draw(st.sampled_from(WORDS if choice == 1 else PUNCT)))
         parts.append(draw(st.sampled_from([" ", "", "\n", "\t"])))
     if draw(st.booleans()):  # an unterminated literal or comment: the rest of the text
-        openers = {"'": "'\\", '"': '"\\', "E'": "'\\", " $$": "$", " $q$": "$", "/*": "*", "--": "\n"}
+        openers = {"'": "'\\", '"': '"\\', " E'": "'\\", " $$": "$", " $q$": "$", "/*": "*", "--": "\n"}
         if system == "mysql":
-            openers = {key: value for key, value in openers.items() if "$" not in key and key != "E'"}
+            openers = {key: value for key, value in openers.items() if "$" not in key and key != " E'"}
         else:
             del openers['"']  # an identifier in standard SQL, not a literal
         opener = draw(st.sampled_from(sorted(openers)))
