@@ -32,12 +32,12 @@ mispredictions, the kernel's side of system calls (``write``, ``futex``) and pag
 faults, waiting for the GIL or a lock. So a scenario that allocates more memory,
 writes a file or hands the GIL between threads more often costs relatively more time
 than its instruction count says. Valgrind also runs one thread at a time and ~50x
-slower than native: work driven by the clock is inflated — infratrace's connection thread,
-while spans arrive, wakes every ``timeout`` (0.2 s) of wall time at least (an idle one
-sleeps until a span arrives, and every 30 s), OpenTelemetry's batch processor every 5 s —
-and GIL hand-offs between threads follow valgrind's scheduling, not the real one's. Each
-table is followed by an estimate of what an idle connection thread executes in
-infratrace's figure (from a calibration run of an idle pipeline); it is not subtracted. The "other threads" column is what background threads execute; the
+slower than native: work driven by the clock is inflated — infratrace's connection thread
+wakes every 0.2 s of wall time (~20k instructions a wake when idle), OpenTelemetry's
+batch processor every 5 s — and GIL hand-offs between threads follow valgrind's
+scheduling, not the real one's. Each table is followed by an estimate of the connection
+thread's idle wakes in infratrace's figure (from a calibration run of an idle pipeline); it is
+not subtracted. The "other threads" column is what background threads execute; the
 split between threads moves more between runs than the total, as some work (an
 export, a write) can land on either side. A full (generation 2) garbage collection
 falls in the measured part of some scenarios and not of others (the children's gc
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     for target in targets:
         lines += [*table(target, results), ""]
     lines.append(
-        f"calibration: an idle infratrace pipeline (its connection thread sleeps until a span arrives) executes {idle_rate(results):,.0f} "
+        f"calibration: an idle infratrace pipeline (its connection thread wakes every 0.2 s) executes {idle_rate(results):,.0f} "
         f"instructions per second under valgrind"
     )
     lines.append(f"took {time.perf_counter() - started:.0f} s")
