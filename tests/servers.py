@@ -36,6 +36,20 @@ def redis_up() -> bool:
         return False
 
 
+def postgres_up() -> bool:
+    """Whether the PostgreSQL the tests use (127.0.0.1:5432, database ``test``, user
+    ``postgres``, trust auth) accepts a connection."""
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            pass
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
 def wait_until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -9,7 +9,6 @@ The same across an OpenTelemetry-instrumented peer is tests/http/test_cross_serv
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,26 +16,14 @@ from typing import Any
 
 import pytest
 
-from tests.servers import BIN, TracedServer
+from tests.servers import BIN, TracedServer, postgres_up
 
 pytestmark = pytest.mark.slow
 
 
-def _postgres() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            pass
-        import psycopg
-
-        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", connect_timeout=3):
-            return True
-    except Exception:
-        return False
-
-
 DATABASES = [
     "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.skipif(not _postgres(), reason="PostgreSQL is not reachable")),
+    pytest.param("postgresql", marks=pytest.mark.skipif(not postgres_up(), reason="PostgreSQL is not reachable")),
 ]
 
 

@@ -9,7 +9,6 @@ to ``django.db.connections`` for this module and removed after it."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +24,7 @@ from infratrace_django._db import QueryTracer, uninstrument_connection
 import infratrace
 from infratrace import ConfigError
 from tests.conftest import SpanFile
+from tests.servers import postgres_up
 
 RUN = uuid.uuid4().hex[:12]
 SCHEMA = f"infratrace_test_{RUN}"
@@ -42,19 +42,7 @@ class Account(models.Model):
         db_table = TABLE
 
 
-def postgres_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            pass
-        import psycopg
-
-        with psycopg.connect("host=127.0.0.1 port=5432 dbname=test user=postgres", connect_timeout=3):
-            return True
-    except Exception:
-        return False
-
-
-PG_UP = postgres_reachable()
+PG_UP = postgres_up()
 ALIASES = [
     "sqlite",
     pytest.param("pg", marks=pytest.mark.skipif(not PG_UP, reason="PostgreSQL is not reachable at 127.0.0.1:5432")),

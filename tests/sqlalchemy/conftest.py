@@ -5,7 +5,6 @@ unreachable. Every test ends with every listener removed."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, create_engine, text
 
 from tests.conftest import SpanFile
+from tests.servers import postgres_up
 
 RUN = uuid.uuid4().hex[:12]
 SCHEMA = f"infratrace_test_{RUN}"
@@ -30,20 +30,7 @@ accounts = Table(
 )
 
 
-def postgres_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            pass
-        engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-        return True
-    except Exception:
-        return False
-
-
-PG_UP = postgres_reachable()
+PG_UP = postgres_up()
 needs_postgres = pytest.mark.skipif(not PG_UP, reason="PostgreSQL is not reachable at 127.0.0.1:5432")
 
 
