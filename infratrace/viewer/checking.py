@@ -14,7 +14,7 @@ import dataclasses
 import difflib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
 from .._config import (
@@ -236,17 +236,23 @@ def _unknown_tables(source: ConfigSource) -> list[ConfigError]:
         document, origin = _read_document(source)
     except ConfigError:
         return []
+    ours = ", ".join(f"[{name}]" for name in TOP_LEVEL_TABLES)
     errors = []
-    for key, value in document.items():
-        if key in TOP_LEVEL_TABLES:
-            continue
-        match = difflib.get_close_matches(str(key).lower(), TOP_LEVEL_TABLES, n=1, cutoff=0.6)
-        near = f"did you mean [{match[0]}]? " if match else ""
+    for key, value, near in _foreign(document):
+        hint = f"did you mean [{near}]? " if near else ""
         what = "table" if isinstance(value, Mapping) else "key"
-        ours = ", ".join(f"[{name}]" for name in TOP_LEVEL_TABLES)
-        expected = f"unknown {what}; {near}infratrace reads {ours} (--app-tables: the file is shared with the application)"
+        expected = f"unknown {what}; {hint}infratrace reads {ours} (--app-tables: the file is shared with the application)"
         errors.append(ConfigError(str(key), value, expected, origin))
     return errors
+
+
+def _foreign(document: Mapping[str, Any]) -> Iterator[tuple[str, Any, str]]:
+    """The top-level keys that are not infratrace's, each with the nearest of ours
+    (``""`` when none is near)."""
+    for key, value in document.items():
+        if key not in TOP_LEVEL_TABLES:
+            match = difflib.get_close_matches(str(key).lower(), TOP_LEVEL_TABLES, n=1, cutoff=0.6)
+            yield key, value, match[0] if match else ""
 
 
 def _notes(source: ConfigSource) -> list[str]:
@@ -260,13 +266,10 @@ def _notes(source: ConfigSource) -> list[str]:
     if origin == DEFAULTS:
         return [f"no configuration given, INFRATRACE_CONFIG is unset and there is no ./{LOCAL_CONFIG}: these are the defaults"]
     notes = []
-    for key, value in document.items():
-        if key in TOP_LEVEL_TABLES:
-            continue
-        match = difflib.get_close_matches(str(key).lower(), TOP_LEVEL_TABLES, n=1, cutoff=0.6)
-        near = f" (did you mean [{match[0]}]?)" if match else ""
-        kind = "table" if isinstance(value, Mapping) else "key"
-        notes.append(f"[{key}] is not infratrace's and is ignored{near}" if kind == "table" else f"{key} is ignored{near}")
+    for key, value, near in _foreign(document):
+        hint = f" (did you mean [{near}]?)" if near else ""
+        table = isinstance(value, Mapping)
+        notes.append(f"[{key}] is not infratrace's and is ignored{hint}" if table else f"{key} is ignored{hint}")
     return notes
 
 
