@@ -59,9 +59,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from _report import git_head, package_version  # benchmarks/ is on sys.path when run as a script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -488,16 +489,9 @@ def instructions_report(libraries: list[str], base: str, n: int, jobs: int, part
 
 
 def describe(argv: list[str]) -> list[str]:
-    def package(name: str) -> str:
-        try:
-            return f"{name} {version(name)}"
-        except PackageNotFoundError:
-            return f"{name} (not installed)"
-
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
     return [
         "command: " + shlex.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(__file__, ROOT), *argv]),
-        f"python {sys.version.split()[0]}, git {head.stdout.strip()}; " + ", ".join(package(name) for name in VERSIONS),
+        f"python {sys.version.split()[0]}, git {git_head(ROOT)}; " + ", ".join(package_version(name) for name in VERSIONS),
     ]
 
 

@@ -61,9 +61,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from _report import git_head, package_version  # benchmarks/ is on sys.path when run as a script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -412,14 +413,7 @@ def table(target: str, results: dict[tuple[str, str], tuple[Run, Run]]) -> list[
 
 
 def describe(argv: list[str]) -> list[str]:
-    def package(name: str) -> str:
-        try:
-            return f"{name} {version(name)}"
-        except PackageNotFoundError:
-            return f"{name} (not installed)"
-
     valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--", "infratrace", "integrations"],
         cwd=ROOT,
@@ -428,12 +422,12 @@ def describe(argv: list[str]) -> list[str]:
         check=False,
     ).stdout.split("\n")
     changed = [line[3:] for line in dirty if line.strip()]
-    tree = f"git {head.stdout.strip()}" + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
+    tree = f"git {git_head(ROOT)}" + (f" + uncommitted changes in {', '.join(changed)}" if changed else "")
     return [
         "command: " + shlex.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(__file__, ROOT), *argv]),
         f"python {sys.version.split()[0]} ({sys.implementation.name}), {valgrind} (callgrind, --separate-threads=yes), "
         f"children with PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1",
-        "versions: " + ", ".join(package(name) for name in VERSIONS),
+        "versions: " + ", ".join(package_version(name) for name in VERSIONS),
         f"infratrace work tree: {tree}",
     ]
 
