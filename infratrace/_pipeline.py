@@ -419,14 +419,11 @@ class Pipeline:
                 runner.fail(exc)
             return
         trace = span._ctx
-        if trace is self._kept_by_all:
-            # The common case: a trace every connection keeps whole, nothing held for
-            # a tail decision (so its error flag is never read).
-            for runner in self.runners:
-                runner.offer(data)
-            return
-        if not isinstance(trace, LocalTrace) or trace.owner is not self:
-            # Begun under another configuration: kept, so no trace loses its middle.
+        if trace is self._kept_by_all or not isinstance(trace, LocalTrace) or trace.owner is not self:
+            # Kept by every connection: the common case first (a trace every connection
+            # keeps whole, nothing held for a tail decision, so its error flag is never
+            # read); then a trace begun under another configuration, so that no trace
+            # loses its middle.
             for runner in self.runners:
                 runner.offer(data)
             return
