@@ -275,8 +275,14 @@ def test_a_span_after_an_idle_spell_is_written_by_the_connection_thread_within_t
         writes = infratrace.stats()["connections"]["default"]["flush_count"]
         infratrace.trace(f"s{expected}")
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not (path.exists() and len(path.read_text().splitlines()) == expected):
+        # The line reaches the file just before the write is counted, so wait for both.
+        while time.monotonic() < deadline and not (
+            infratrace.stats()["connections"]["default"]["flush_count"] > writes
+            and path.exists()
+            and len(path.read_text().splitlines()) == expected
+        ):
             time.sleep(0.01)
         assert len(path.read_text().splitlines()) == expected
         # One write, of this span: an empty backlog is never written.
+        time.sleep(0.2)  # several more timeouts, in which nothing must be written
         assert infratrace.stats()["connections"]["default"]["flush_count"] == writes + 1
