@@ -15,7 +15,7 @@ headers are put in for the call and taken out again. ``http.client`` used direct
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from infratrace.instrumentation import AnySpan
@@ -35,9 +35,9 @@ def _start(tracer: ClientTracer, request: Any) -> AnySpan | None:
         return None
 
 
-def _put_context(tracer: ClientTracer, request: Any, span: AnySpan) -> tuple[Any, Any] | None:
+def _put_context(tracer: ClientTracer, request: Any, span: AnySpan) -> Callable[[], None] | None:
     """Replace the request's header dicts by copies carrying ``span``'s context (any
-    spelling of the same names removed); returns the originals to put back."""
+    spelling of the same names removed); returns what puts the originals back."""
     try:
         injected: dict[str, Any] = {}
         tracer.inject(injected, span)
@@ -50,7 +50,11 @@ def _put_context(tracer: ClientTracer, request: Any, span: AnySpan) -> tuple[Any
         for key, value in injected.items():
             added[key.capitalize()] = value  # how Request.add_header spells names
         request.unredirected_hdrs = added
-        return headers, unredirected
+
+        def restore() -> None:  # the caller's Request as it was
+            request.headers, request.unredirected_hdrs = headers, unredirected
+
+        return restore
     except Exception:
         return None
 
@@ -61,16 +65,8 @@ def _do_open(self: Any, http_class: Any, request: Any, **http_conn_args: Any) ->
     if tracer is None or in_client.get():
         return original(self, http_class, request, **http_conn_args)
     span = _start(tracer, request)
-    saved = _put_context(tracer, request, span) if span is not None and tracer.propagate else None
-
-    restore_request = None
-    if saved is not None:
-        headers, unredirected = saved
-
-        def restore_request() -> None:  # the caller's Request as it was
-            request.headers, request.unredirected_hdrs = headers, unredirected
-
-    return tracer.call(span, request, status_and_version, restore_request, original, self, http_class, request, **http_conn_args)
+    restore = _put_context(tracer, request, span) if span is not None and tracer.propagate else None
+    return tracer.call(span, request, status_and_version, restore, original, self, http_class, request, **http_conn_args)
 
 
 def _targets() -> list[tuple[type, str, Any]]:
